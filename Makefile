@@ -1,0 +1,65 @@
+# CloudFree: two commands for a newcomer, `make demo` and `make test`.
+# Both run `make setup` first; every step is idempotent and skipped when already done.
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-venv
+# The CPU wheel of torch lies here on our build machines; elsewhere pip takes it from PyPI.
+WHEELS := $(wildcard /opt/wheels)
+PIP_EXTRA := $(if $(WHEELS),--find-links $(WHEELS),)
+RUNTIME := $(CURDIR)/.qgis_runtime
+
+export QT_QPA_PLATFORM ?= offscreen
+export XDG_RUNTIME_DIR ?= $(RUNTIME)/xdg
+export QGIS_CUSTOM_CONFIG_PATH ?= $(RUNTIME)/profile
+
+.PHONY: setup system-packages demo test test-unit test-qgis benchmark zip clean
+
+setup: system-packages $(STAMP)
+
+# Debian 12 / Ubuntu: QGIS 3.22 LTR and GDAL's Python bindings from the distribution.
+system-packages:
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	  echo "==> installing QGIS and GDAL from the distribution ($(APT_PACKAGES))"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# A venv that sees Debian's qgis and osgeo packages, with our pinned requirements on top.
+$(STAMP): requirements.txt constraints.txt
+	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; /usr/bin/python3 -m venv --system-site-packages $(VENV); }
+	@echo "==> installing Python requirements into $(VENV)"
+	$(PY) -m pip install -q $(PIP_EXTRA) -r requirements.txt -c constraints.txt
+	$(PY) -c "from osgeo import gdal, gdal_array; import numpy, torch, qgis.core; print('gdal', gdal.__version__, 'numpy', numpy.__version__, 'torch', torch.__version__)"
+	@touch $(STAMP)
+
+$(RUNTIME):
+	@mkdir -p $(RUNTIME)/xdg $(RUNTIME)/profile && chmod 700 $(RUNTIME)/xdg
+
+demo: setup $(RUNTIME)
+	$(PY) scripts/demo.py
+
+test: setup $(RUNTIME)
+	$(PY) -m pytest tests -ra -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest tests/unit -ra -p no:cacheprovider
+
+test-qgis: setup $(RUNTIME)
+	$(PY) -m pytest tests/qgis -ra -p no:cacheprovider
+
+benchmark: setup
+	$(PY) benchmarks/tiler.py
+
+# A zip analysts install with "Plugins > Manage and Install Plugins > Install from ZIP".
+zip:
+	@rm -rf build/cloudfree dist && mkdir -p build dist
+	git archive --format=tar --prefix=cloudfree/ HEAD | tar -x -C build
+	cd build/cloudfree && rm -rf tests benchmarks .ci scripts Makefile constraints.txt
+	cd build && zip -qr ../dist/cloudfree.zip cloudfree && echo "wrote dist/cloudfree.zip"
+
+clean:
+	rm -rf $(RUNTIME) demo_output build dist

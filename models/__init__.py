@@ -1,0 +1,15 @@
+"""CloudFree engine: everything that computes, with no qgis or PyQt imports.
+
+Open this package first to find "where the maths is":
+
+- ``errors``    the exception hierarchy that Processing algorithms map to QgsProcessingException
+- ``raster``    GDAL I/O: blocks, georeferencing, nodata, atomic outputs, grid checks, scaling
+- ``tiling``    overlapping tiles, blending weights, the executor that runs a function over a raster
+- ``runtime``   device selection and cancel/progress plumbing
+- ``weights``   the model file format (safetensors + JSON metadata) and its validation
+- ``networks``  torch building blocks shared by all models
+- ``clouds``    synthetic cloud, shadow and gap simulation
+- ``metrics``   PSNR, SSIM, MAE, RMSE, SAM between two rasters
+
+Weights of the models that ship with the plugin live in ``models/weights/``.
+"""

@@ -1,0 +1,188 @@
+"""Run a function (typically a network) over a whole raster in overlapping tiles.
+
+How it works, in one paragraph: tiles of ``tile`` x ``tile`` pixels are laid out with a
+stride of ``tile - overlap``, starting ``overlap // 2`` pixels before the raster so edge
+pixels also get context; the outside of the raster is filled by mirror reflection. Each
+tile's output is multiplied by a window that rises as ``sin^2`` across the overlap, so in
+any overlap the weights of neighbouring tiles add up to one (a cross-fade, no seams).
+The raster is processed one row of tiles at a time: rows that no later tile touches are
+divided by the summed weights and written, so memory is bounded by one row of tiles
+(``bands x tile x width``) and the batch, never by the raster's height. Reading the next
+row and writing finished rows happen on background threads while the function runs.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .raster import RasterInfo, RasterWriter, open_raster, read_padded, valid_mask
+from .runtime import CancelCheck, Progress, check_cancelled, report
+
+TileFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where tiles start along one axis of ``length`` pixels."""
+
+    length: int
+    tile: int
+    overlap: int
+
+    def __post_init__(self):
+        if self.tile < 1 or not (0 <= self.overlap < self.tile):
+            raise ValueError(f"need 0 <= overlap ({self.overlap}) < tile ({self.tile})")
+
+    @property
+    def stride(self) -> int:
+        return self.tile - self.overlap
+
+    @property
+    def margin(self) -> int:
+        return self.overlap // 2
+
+    def starts(self) -> list:
+        start, out = -self.margin, []
+        while True:
+            out.append(start)
+            if start + self.tile >= self.length + self.margin:
+                return out
+            start += self.stride
+
+
+def blend_window_1d(tile: int, overlap: int) -> np.ndarray:
+    """1 in the middle, ``sin^2`` ramps over ``overlap`` pixels at both ends (partition of unity)."""
+    w = np.ones(tile, dtype=np.float64)
+    if overlap > 0:
+        t = (np.arange(overlap) + 0.5) / overlap
+        ramp = np.sin(0.5 * math.pi * t) ** 2
+        w[:overlap] = ramp
+        w[tile - overlap:] *= ramp[::-1]
+    return w
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    w = blend_window_1d(tile, overlap)
+    return np.outer(w, w)
+
+
+def cast_output(values: np.ndarray, dtype) -> np.ndarray:
+    """Round and clip to the range of an integer type; plain cast for floats."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def default_nodata(info: RasterInfo, out_dtype):
+    nd = info.nodata[0] if info.nodata else None
+    if nd is not None:
+        return nd
+    return float("nan") if np.issubdtype(np.dtype(out_dtype), np.floating) else None
+
+
+def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequence[int] | None = None,
+              extra: Sequence[tuple] = (), out_bands: int | None = None, out_dtype="float32",
+              tile: int = 256, overlap: int = 32, batch_size: int = 8, out_nodata="auto",
+              fill_value: float = 0.0, descriptions: Sequence[str] | None = None, cog: bool = False,
+              postprocess: Callable | None = None, progress: Progress = None,
+              cancelled: CancelCheck = None) -> str:
+    """Apply ``fn`` to ``src`` tile by tile and write the blended result to ``dst_path``.
+
+    ``fn(batch, valid)`` receives ``batch`` as float32 ``(B, C, tile, tile)`` (the selected
+    ``bands`` of ``src`` followed by the bands of each ``extra`` ``(info, bands)`` raster,
+    which must share ``src``'s grid) and ``valid`` as bool ``(B, tile, tile)`` (False where
+    ``src`` is nodata; those input pixels hold ``fill_value``). It returns ``(B, out_bands,
+    tile, tile)``. Output pixels where ``src`` is nodata are set to ``out_nodata``.
+
+    ``postprocess(blended, y0, valid)``, if given, receives each finished block of rows as
+    float64 ``(out_bands, rows, width)`` starting at raster row ``y0`` and returns the
+    values to write (used, for example, to keep clear pixels exactly as they were).
+    """
+    bands = list(bands) if bands is not None else list(range(1, src.band_count + 1))
+    out_bands = out_bands or len(bands)
+    if out_nodata == "auto":
+        out_nodata = default_nodata(src, out_dtype)
+    src_nodata = [src.nodata[b - 1] for b in bands]
+    ly, lx = TileLayout(src.height, tile, overlap), TileLayout(src.width, tile, overlap)
+    ys, xs = ly.starts(), lx.starts()
+    W, T = src.width, tile
+    strip_w = xs[-1] + T - xs[0]
+    weight = blend_window(T, overlap)
+    total_tiles = len(ys) * len(xs)
+
+    datasets = [open_raster(src.path, src.name)] + [open_raster(i.path, i.name) for i, _ in extra]
+
+    def read_strip(y: int):
+        window = (xs[0], y, strip_w, T)
+        main = read_padded(datasets[0], window, bands)
+        valid = valid_mask(main, src_nodata)
+        parts = [main] + [read_padded(ds, window, b) for ds, (_, b) in zip(datasets[1:], extra)]
+        data = np.concatenate(parts, axis=0) if len(parts) > 1 else main
+        if not valid.all():
+            data[: len(bands), ~valid] = fill_value
+        return data, valid
+
+    acc = np.zeros((out_bands, T, W), dtype=np.float64)
+    wsum = np.zeros((T, W), dtype=np.float64)
+    done_tiles = 0
+    writer = RasterWriter(dst_path, like=src, band_count=out_bands, dtype=out_dtype, nodata=out_nodata,
+                          descriptions=descriptions, cog=cog, protect=[src.path] + [i.path for i, _ in extra])
+    io_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-read")
+    write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-write")
+    pending_writes = []
+    with writer:
+        try:
+            next_strip = io_pool.submit(read_strip, ys[0])
+            for k, y in enumerate(ys):
+                check_cancelled(cancelled)
+                strip, strip_valid = next_strip.result()
+                if k + 1 < len(ys):
+                    next_strip = io_pool.submit(read_strip, ys[k + 1])
+                for b0 in range(0, len(xs), batch_size):
+                    check_cancelled(cancelled)
+                    bx = xs[b0:b0 + batch_size]
+                    batch = np.stack([strip[:, :, x - xs[0]:x - xs[0] + T] for x in bx])
+                    vbatch = np.stack([strip_valid[:, x - xs[0]:x - xs[0] + T] for x in bx])
+                    result = np.asarray(fn(batch, vbatch))
+                    if result.shape != (len(bx), out_bands, T, T):
+                        raise ValueError(f"tile function returned {result.shape}, expected {(len(bx), out_bands, T, T)}")
+                    for x, out in zip(bx, result):
+                        c0, c1 = max(0, x), min(W, x + T)
+                        acc[:, :, c0:c1] += out[:, :, c0 - x:c1 - x] * weight[:, c0 - x:c1 - x]
+                        wsum[:, c0:c1] += weight[:, c0 - x:c1 - x]
+                    done_tiles += len(bx)
+                    report(progress, done_tiles / total_tiles)
+                # rows [y, y_next) receive no more contributions: finish and write them
+                y_next = ys[k + 1] if k + 1 < len(ys) else y + T
+                r0, r1 = max(y, 0), min(y_next, src.height)
+                if r1 > r0:
+                    rows = slice(r0 - y, r1 - y)
+                    blended = acc[:, rows] / wsum[rows]
+                    valid_rows = strip_valid[rows, -xs[0]:-xs[0] + W]
+                    if postprocess is not None:
+                        blended = postprocess(blended, r0, valid_rows)
+                    block = cast_output(blended, out_dtype)
+                    if out_nodata is not None and not valid_rows.all():
+                        block[:, ~valid_rows] = out_nodata
+                    pending_writes.append(write_pool.submit(writer.write, block, 0, r0))
+                shift = y_next - y
+                if shift < T:
+                    acc[:, : T - shift] = acc[:, shift:]
+                    wsum[: T - shift] = wsum[shift:]
+                acc[:, max(T - shift, 0):] = 0
+                wsum[max(T - shift, 0):] = 0
+            for f in pending_writes:  # every block must be on disk before the file is committed
+                f.result()
+        finally:
+            # on failure: drop queued reads/writes, wait for running ones, then the writer deletes its file
+            io_pool.shutdown(wait=True, cancel_futures=True)
+            write_pool.shutdown(wait=True, cancel_futures=True)
+            datasets.clear()
+    return dst_path

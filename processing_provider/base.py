@@ -1,0 +1,102 @@
+"""What every CloudFree algorithm shares: naming, dependency checks, feedback, error mapping.
+
+An algorithm subclass declares its parameters in ``initAlgorithm`` and implements
+``run(parameters, context, feedback, progress, cancelled)``, which reads parameters,
+calls one engine function and returns the outputs. Engine errors become
+``QgsProcessingException`` with the engine's message (it already names the layer).
+"""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+)
+
+from ..models.errors import CloudFreeError
+from ..models.runtime import install_hint, missing_packages
+
+
+class CloudFreeAlgorithm(QgsProcessingAlgorithm):
+    #: algorithm id (without the provider prefix), display name, group, help text
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = "Tools"
+    HELP = ""
+    #: import names the algorithm needs besides QGIS (checked before running)
+    REQUIRES: tuple = ("numpy", "osgeo")
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.DISPLAY_NAME
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP.lower().replace(" ", "_")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        missing = missing_packages(self.REQUIRES)
+        warning = f"<p><b>Not ready:</b> {install_hint(missing)}</p>" if missing else ""
+        return warning + self.HELP
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    # ------------------------------------------------------------------ helpers for subclasses
+
+    def raster_info(self, parameters, name: str, context, optional: bool = False):
+        """The layer behind a raster parameter as an engine ``RasterInfo`` (None if optional and unset)."""
+        from ..models.raster import raster_info
+
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            if optional:
+                return None
+            raise QgsProcessingException(f"Parameter {name}: no raster layer was given or it could not be loaded.")
+        if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' is not a file raster (provider '{layer.providerType()}'); "
+                "save it as a GeoTIFF first."
+            )
+        path = layer.source().split("|")[0]
+        return raster_info(path, layer.name())
+
+    @staticmethod
+    def callbacks(feedback: QgsProcessingFeedback):
+        """Engine-style ``progress(fraction, message)`` and ``cancelled()`` bound to ``feedback``."""
+
+        def progress(fraction: float, message: str | None = None) -> None:
+            feedback.setProgress(100.0 * fraction)
+            if message:
+                feedback.pushInfo(message)
+
+        return progress, feedback.isCanceled
+
+    @staticmethod
+    def output_path(path: str) -> str:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        return path
+
+    # ------------------------------------------------------------------ the template method
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        missing = missing_packages(self.REQUIRES)
+        if missing:
+            raise QgsProcessingException(install_hint(missing))
+        progress, cancelled = self.callbacks(feedback)
+        try:
+            return self.run(parameters, context, feedback, progress, cancelled)
+        except CloudFreeError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+    def run(self, parameters, context, feedback, progress, cancelled) -> dict:
+        raise NotImplementedError

@@ -1,0 +1,34 @@
+"""The CloudFree Processing provider (id ``cloudfree``)."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .compare_rasters import CompareRastersAlgorithm
+from .simulate_clouds import SimulateCloudsAlgorithm
+
+ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm)
+
+
+class CloudFreeProvider(QgsProcessingProvider):
+    def id(self) -> str:
+        return "cloudfree"
+
+    def name(self) -> str:
+        return "CloudFree"
+
+    def longName(self) -> str:  # noqa: N802
+        from .. import __version__
+
+        return f"CloudFree {__version__}"
+
+    def icon(self) -> QIcon:
+        return QIcon(os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.png"))
+
+    def loadAlgorithms(self):  # noqa: N802
+        # a fresh instance every time: QGIS may reload the provider and algorithms keep state
+        for cls in ALGORITHMS:
+            self.addAlgorithm(cls())

@@ -1,0 +1,146 @@
+"""Raster I/O, grid checks, band parsing and scaling (engine only, no QGIS)."""
+
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from cloudfree.models import raster
+from cloudfree.models.errors import GridMismatchError, InputError
+
+
+@pytest.fixture()
+def pair(shared_data):
+    return shared_data / "s2_cloud_pair"
+
+
+def utm_wkt(epsg=32633):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def test_info_of_real_raster(pair):
+    info = raster.raster_info(str(pair / "clean.tif"))
+    assert (info.width, info.height, info.band_count) == (256, 256, 12)
+    assert info.dtype == "float32"
+    assert info.crs_label() == "EPSG:4326"
+
+
+def test_round_trip_keeps_georeferencing_nodata_and_descriptions(tmp_path, pair):
+    src = raster.raster_info(str(pair / "clean.tif"))
+    data = raster.read_window(raster.open_raster(src.path), (0, 0, src.width, src.height), [2, 3, 4])
+    data[:, :5, :5] = -9999
+    out = tmp_path / "copy.tif"
+    with raster.RasterWriter(str(out), like=src, band_count=3, dtype="float32", nodata=-9999,
+                             descriptions=["blue", "green", "red"]) as w:
+        for x0, y0, bw, bh in raster.iter_windows(src.width, src.height, block=100):
+            w.write(data[:, y0:y0 + bh, x0:x0 + bw], x0, y0)
+    back = raster.raster_info(str(out))
+    assert back.geotransform == src.geotransform
+    assert back.crs_label() == src.crs_label()
+    assert back.nodata == (-9999.0,) * 3
+    assert back.descriptions == ("blue", "green", "red")
+    np.testing.assert_array_equal(raster.read_window(raster.open_raster(str(out)), (0, 0, 256, 256)), data)
+    assert os.listdir(tmp_path) == ["copy.tif"]  # no temporary file left behind
+
+
+def test_output_is_tiled_and_compressed_and_cog_when_asked(tmp_path):
+    arr = np.random.default_rng(0).random((2, 300, 400)).astype(np.float32)
+    plain = raster.write_array(str(tmp_path / "a.tif"), arr, geotransform=(0, 1, 0, 0, 0, -1), crs_wkt=utm_wkt())
+    cog = raster.write_array(str(tmp_path / "b.tif"), arr, geotransform=(0, 1, 0, 0, 0, -1), crs_wkt=utm_wkt(),
+                             cog=True)
+    ds = gdal.Open(plain)
+    assert ds.GetRasterBand(1).GetBlockSize() == [256, 256]
+    assert ds.GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+    assert gdal.Open(cog).GetMetadata("IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    np.testing.assert_array_equal(gdal.Open(cog).ReadAsArray(), arr)
+
+
+def test_failed_write_leaves_nothing_and_keeps_existing_file(tmp_path):
+    dst = tmp_path / "out.tif"
+    dst.write_bytes(b"previous result")
+    with pytest.raises(RuntimeError):
+        with raster.RasterWriter(str(dst), width=10, height=10, geotransform=(0, 1, 0, 0, 0, -1), crs_wkt="") as w:
+            w.write(np.zeros((1, 10, 10)), 0, 0)
+            raise RuntimeError("boom")
+    assert dst.read_bytes() == b"previous result"
+    assert os.listdir(tmp_path) == ["out.tif"]
+
+
+def test_writer_refuses_to_overwrite_an_input(tmp_path, pair):
+    src = raster.raster_info(str(pair / "mask.tif"))
+    with pytest.raises(InputError, match="one of the inputs"):
+        raster.RasterWriter(src.path, like=src, protect=[src.path])
+
+
+def test_read_padded_reflects_outside_the_raster(tmp_path):
+    arr = np.arange(20, dtype=np.float32).reshape(1, 4, 5)
+    path = raster.write_array(str(tmp_path / "a.tif"), arr, geotransform=(0, 1, 0, 0, 0, -1), crs_wkt="")
+    got = raster.read_padded(raster.open_raster(path), (-2, -1, 9, 6))
+    np.testing.assert_array_equal(got[0], np.pad(arr[0], ((1, 1), (2, 2)), mode="reflect"))
+
+
+def test_missing_file_and_bad_bands_have_clear_messages(pair):
+    with pytest.raises(InputError, match="'ghost'.*not found"):
+        raster.raster_info("/nonexistent/ghost.tif", "ghost")
+    assert raster.parse_bands("2, 3,4", 12) == [2, 3, 4]
+    assert raster.parse_bands("", 3) == [1, 2, 3]
+    with pytest.raises(InputError, match=r"'clean' has 12 band\(s\); band number\(s\) \[13\]"):
+        raster.parse_bands("2,13", 12, "clean")
+    with pytest.raises(InputError, match="comma-separated"):
+        raster.parse_bands("red", 12, "clean")
+
+
+def test_all_nodata_is_detected(tmp_path):
+    arr = np.full((1, 20, 20), -1, dtype=np.int16)
+    info = raster.raster_info(raster.write_array(str(tmp_path / "n.tif"), arr, nodata=-1,
+                                                 geotransform=(0, 1, 0, 0, 0, -1), crs_wkt=""), "empty")
+    with pytest.raises(InputError, match="'empty' holds only nodata"):
+        raster.require_valid_pixels(info)
+
+
+def test_grid_check_catches_shift_and_reprojection(tmp_path, pair):
+    ref = raster.raster_info(str(pair / "clean.tif"), "clean")
+    same = raster.raster_info(str(pair / "cloudy.tif"), "cloudy")
+    raster.check_same_grid([ref, same])
+
+    shifted = tmp_path / "shifted.tif"
+    gdal.Translate(str(shifted), ref.path)
+    ds = gdal.Open(str(shifted), gdal.GA_Update)
+    gt = list(ds.GetGeoTransform())
+    gt[0] += 0.5 * gt[1]
+    ds.SetGeoTransform(gt)
+    ds = None
+    with pytest.raises(GridMismatchError, match=r"'shifted' has a shifted origin \(\+0.500"):
+        raster.check_same_grid([ref, raster.raster_info(str(shifted), "shifted")])
+
+    warped = tmp_path / "utm.tif"
+    gdal.Warp(str(warped), ref.path, dstSRS="EPSG:32630")
+    with pytest.raises(GridMismatchError, match=r"'utm' has a different CRS \(EPSG:32630 instead of EPSG:4326\)"):
+        raster.check_same_grid([ref, raster.raster_info(str(warped), "utm")])
+
+    aligned = raster.align_to_reference([raster.raster_info(str(warped), "utm")], ref, str(tmp_path))
+    raster.check_same_grid([ref, aligned[0]])
+    back = raster.read_window(raster.open_raster(aligned[0].path), (64, 64, 128, 128), [4])
+    orig = raster.read_window(raster.open_raster(ref.path), (64, 64, 128, 128), [4])
+    assert np.corrcoef(back.ravel(), orig.ravel())[0, 1] > 0.95
+
+
+def test_no_overlap_cannot_be_aligned(tmp_path, pair):
+    ref = raster.raster_info(str(pair / "clean.tif"), "clean")
+    far = tmp_path / "far.tif"
+    gdal.Translate(str(far), ref.path, outputBounds=[100.0, 10.0, 100.02, 9.98])
+    with pytest.raises(InputError, match="'far' does not overlap 'clean'"):
+        raster.align_to_reference([raster.raster_info(str(far), "far")], ref, str(tmp_path))
+
+
+def test_sentinel2_and_landsat_scaling():
+    s2 = raster.SCALING_PRESETS["sentinel2_pb04"]
+    np.testing.assert_allclose(s2.to_reflectance(np.array([1000, 11000, 3500])), [0.0, 1.0, 0.25], atol=1e-6)
+    np.testing.assert_allclose(s2.from_reflectance(np.array([0.25], dtype=np.float32)), [3500], rtol=1e-6)
+    l8 = raster.SCALING_PRESETS["landsat8_l1_toa"]
+    dn = np.array([10000.0, 20000.0])
+    np.testing.assert_allclose(l8.to_reflectance(dn), dn * 2e-5 - 0.1, atol=1e-6)
+    assert raster.Scaling.from_dict(s2.to_dict()) == s2
