@@ -2,6 +2,7 @@
 # Both run `make setup` first; every step is idempotent and skipped when already done.
 
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
@@ -15,6 +16,8 @@ RUNTIME := $(CURDIR)/.qgis_runtime
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= $(RUNTIME)/xdg
 export QGIS_CUSTOM_CONFIG_PATH ?= $(RUNTIME)/profile
+# no INPUT.aux.xml statistics files beside inputs when QGIS loads them (inputs stay untouched)
+export GDAL_PAM_ENABLED ?= NO
 
 .PHONY: setup system-packages demo test test-unit test-qgis benchmark zip clean
 
@@ -32,7 +35,7 @@ system-packages:
 $(STAMP): requirements.txt constraints.txt
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; /usr/bin/python3 -m venv --system-site-packages $(VENV); }
 	@echo "==> installing Python requirements into $(VENV)"
-	$(PY) -m pip install -q $(PIP_EXTRA) -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q $(PIP_EXTRA) -r requirements.txt -c constraints.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(PY) -c "from osgeo import gdal, gdal_array; import numpy, torch, qgis.core; print('gdal', gdal.__version__, 'numpy', numpy.__version__, 'torch', torch.__version__)"
 	@touch $(STAMP)
 
@@ -42,11 +45,14 @@ $(RUNTIME):
 demo: setup $(RUNTIME)
 	$(PY) scripts/demo.py
 
+# Two runs: the engine's tests with the QGIS pytest plugin disabled (proof that the engine
+# needs no QGIS), then the Processing, plugin and headless tests under pytest-qgis.
 test: setup $(RUNTIME)
-	$(PY) -m pytest tests -ra -p no:cacheprovider
+	$(PY) -m pytest tests/unit -ra -p no:cacheprovider -p no:pytest_qgis
+	$(PY) -m pytest tests/qgis -ra -p no:cacheprovider
 
 test-unit: setup
-	$(PY) -m pytest tests/unit -ra -p no:cacheprovider
+	$(PY) -m pytest tests/unit -ra -p no:cacheprovider -p no:pytest_qgis
 
 test-qgis: setup $(RUNTIME)
 	$(PY) -m pytest tests/qgis -ra -p no:cacheprovider

@@ -1,7 +1,7 @@
 """What every CloudFree algorithm shares: naming, dependency checks, feedback, error mapping.
 
 An algorithm subclass declares its parameters in ``initAlgorithm`` and implements
-``run(parameters, context, feedback, progress, cancelled)``, which reads parameters,
+``compute(parameters, context, feedback, progress, cancelled)``, which reads parameters,
 calls one engine function and returns the outputs. Engine errors become
 ``QgsProcessingException`` with the engine's message (it already names the layer).
 """
@@ -94,9 +94,9 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(install_hint(missing))
         progress, cancelled = self.callbacks(feedback)
         try:
-            return self.run(parameters, context, feedback, progress, cancelled)
+            return self.compute(parameters, context, feedback, progress, cancelled)
         except CloudFreeError as exc:
             raise QgsProcessingException(str(exc)) from exc
 
-    def run(self, parameters, context, feedback, progress, cancelled) -> dict:
+    def compute(self, parameters, context, feedback, progress, cancelled) -> dict:
         raise NotImplementedError

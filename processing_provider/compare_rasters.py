@@ -66,7 +66,7 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, f"{key} (overall)"))
         self.addOutput(QgsProcessingOutputString("PER_BAND", "Per-band figures (JSON)"))
 
-    def run(self, parameters, context, feedback, progress, cancelled):
+    def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.metrics import compare_rasters, report_to_json
         from ..models.raster import parse_bands
 
@@ -82,12 +82,14 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
                                  mask_values=mask_values, data_range=data_range, progress=progress,
                                  cancelled=cancelled)
         overall = report["overall"]
-        results = {"PSNR": overall["psnr"], "SSIM": overall["ssim"], "MAE": overall["mae"],
-                   "RMSE": overall["rmse"], "SAM": overall["sam_degrees"],
-                   "PER_BAND": json.dumps(report["per_band"])}
+        # plain floats (numpy scalars do not convert to QVariant); SAM is None for one band
+        results = {key: None if overall[src] is None else float(overall[src])
+                   for key, src in (("PSNR", "psnr"), ("SSIM", "ssim"), ("MAE", "mae"), ("RMSE", "rmse"),
+                                    ("SAM", "sam_degrees"))}
+        results["PER_BAND"] = report_to_json(report["per_band"], indent=None)
         for entry in report["per_band"]:
             for key in ("psnr", "ssim", "mae", "rmse"):
-                results[f"{key.upper()}_B{entry['band']}"] = entry[key]
+                results[f"{key.upper()}_B{entry['band']}"] = float(entry[key])
         feedback.pushInfo(f"Compared {report['n_pixels']} pixels of '{image.name}' with '{reference.name}'.")
         for entry in report["per_band"]:
             feedback.pushInfo("  band {band}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, MAE {mae:.5g}, RMSE {rmse:.5g}"

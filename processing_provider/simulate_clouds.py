@@ -51,7 +51,7 @@ class SimulateCloudsAlgorithm(CloudFreeAlgorithm):
                            ("MISSING_FRACTION", "Missing-data fraction")):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
-    def run(self, parameters, context, feedback, progress, cancelled):
+    def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.clouds import CloudParams, simulate_clouds
         from ..models.raster import require_valid_pixels
 
@@ -75,7 +75,8 @@ class SimulateCloudsAlgorithm(CloudFreeAlgorithm):
         return {
             "OUTPUT": out,
             "OUTPUT_MASK": mask,
-            "CLOUD_FRACTION": summary["cloud_fraction"],
-            "SHADOW_FRACTION": summary["shadow_fraction"],
-            "MISSING_FRACTION": summary["missing_fraction"],
+            # plain floats: numpy scalars do not survive the conversion to QVariant (qgis_process)
+            "CLOUD_FRACTION": float(summary["cloud_fraction"]),
+            "SHADOW_FRACTION": float(summary["shadow_fraction"]),
+            "MISSING_FRACTION": float(summary["missing_fraction"]),
         }

@@ -1,0 +1,127 @@
+"""Tiled processing end to end (disk -> network -> disk) against the raw network forward pass.
+
+For each raster size, a child process writes a synthetic 4-band Float32 raster, runs
+``tiling.run_tiled`` with a small torch CNN over it into a compressed GeoTIFF, then runs the
+same network on the same number of tiles already in memory. It reports the throughput
+ratio end-to-end / raw (1.0 = the tiler adds nothing) and the child's peak RSS, which
+should not grow with the raster size. Timings are medians over ``--repeats`` runs.
+
+    .venv/bin/python benchmarks/tiler.py --sizes 4096 8192 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_engine():
+    import importlib.util
+
+    if "cloudfree" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("cloudfree", ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["cloudfree"] = module
+        spec.loader.exec_module(module)
+    from cloudfree.models import raster, tiling
+
+    return raster, tiling
+
+
+def make_network():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(32, 4, 3, padding=1))
+    return net.eval()
+
+
+def write_synthetic(raster, path: str, size: int, block: int = 1024) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with raster.RasterWriter(path, width=size, height=size, geotransform=(500000, 10, 0, 5000000, 0, -10),
+                             crs_wkt="", band_count=4, dtype="float32") as out:
+        for x0, y0, w, h in raster.iter_windows(size, size, block):
+            yy, xx = np.mgrid[y0:y0 + h, x0:x0 + w].astype(np.float32)
+            base = 0.2 + 0.1 * np.sin(xx / 97.0) * np.cos(yy / 53.0)
+            out.write(np.stack([base * (1 + 0.1 * b) + 0.01 * rng.standard_normal((h, w), dtype=np.float32)
+                                for b in range(4)]), x0, y0)
+
+
+def one_size(size: int, repeats: int, tile: int, overlap: int, batch: int) -> dict:
+    import numpy as np
+    import torch
+
+    raster, tiling = import_engine()
+    net = make_network()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CLOUDFREE_BENCH_DIR")) as tmp:
+        src_path = os.path.join(tmp, "src.tif")
+        write_synthetic(raster, src_path, size)
+        src = raster.raster_info(src_path)
+
+        def fn(tiles, valid):
+            with torch.inference_mode():
+                return net(torch.from_numpy(tiles)).numpy()
+
+        n_tiles = len(tiling.TileLayout(size, tile, overlap).starts()) ** 2
+        e2e, raw = [], []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            tiling.run_tiled(fn, src, os.path.join(tmp, f"out{r}.tif"), tile=tile, overlap=overlap, batch_size=batch)
+            e2e.append(time.perf_counter() - t0)
+            os.remove(os.path.join(tmp, f"out{r}.tif"))
+            x = torch.from_numpy(np.random.default_rng(r).random((batch, 4, tile, tile), dtype=np.float32))
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for _ in range(0, n_tiles, batch):
+                    net(x).numpy()
+            raw.append(time.perf_counter() - t0)
+    mp = size * size / 1e6
+    e2e_s, raw_s = statistics.median(e2e), statistics.median(raw)
+    return {"size": size, "megapixels": mp, "tiles": n_tiles, "e2e_s": e2e_s, "raw_s": raw_s,
+            "e2e_mp_per_s": mp / e2e_s, "raw_tiles_per_s": n_tiles / raw_s,
+            "ratio_e2e_over_raw": raw_s / e2e_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads(), "e2e_runs_s": e2e, "raw_runs_s": raw}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one_size(args.one, args.repeats, args.tile, args.overlap, args.batch)))
+        return
+    rows = []
+    for size in args.sizes:
+        cmd = [sys.executable, __file__, "--one", str(size), "--repeats", str(args.repeats), "--tile", str(args.tile),
+               "--overlap", str(args.overlap), "--batch", str(args.batch)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"{size}x{size}x4: {r['tiles']} tiles of {args.tile} (overlap {args.overlap}); end-to-end "
+              f"{r['e2e_s']:.1f} s ({r['e2e_mp_per_s']:.2f} MP/s), raw forward {r['raw_s']:.1f} s; "
+              f"ratio {r['ratio_e2e_over_raw']:.3f}; peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
