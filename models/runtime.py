@@ -26,6 +26,7 @@ REQUIREMENTS = {
     "safetensors": "safetensors",
     "skimage": "scikit-image",
     "cv2": "opencv-python-headless<4.11",
+    "matplotlib": "matplotlib",
 }
 
 

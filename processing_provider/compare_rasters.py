@@ -15,17 +15,9 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
+from .common import parse_values
 
 METRICS = ("PSNR", "SSIM", "MAE", "RMSE", "SAM")
-
-
-def parse_values(text: str, name: str) -> tuple:
-    from ..models.errors import InputError
-
-    try:
-        return tuple(int(v) for v in str(text).replace(";", ",").split(",") if v.strip())
-    except ValueError as exc:
-        raise InputError(f"{name} '{text}' must be comma-separated integers, e.g. 1,2.") from exc
 
 
 class CompareRastersAlgorithm(CloudFreeAlgorithm):

@@ -8,9 +8,11 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .compare_rasters import CompareRastersAlgorithm
+from .remove_clouds import RemoveCloudsAlgorithm
 from .simulate_clouds import SimulateCloudsAlgorithm
+from .train_cloud_removal import TrainCloudRemovalAlgorithm
 
-ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm)
+ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm, RemoveCloudsAlgorithm, TrainCloudRemovalAlgorithm)
 
 
 class CloudFreeProvider(QgsProcessingProvider):

@@ -12,6 +12,8 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 ENTRIES = (
+    ("cloudfree:removeclouds", "Remove clouds…"),
+    ("cloudfree:traincloudremoval", "Train cloud removal model…"),
     ("cloudfree:simulateclouds", "Simulate clouds…"),
     ("cloudfree:comparerasters", "Compare rasters…"),
 )

@@ -5,7 +5,9 @@ from qgis.core import QgsApplication
 import cloudfree
 from cloudfree.plugin import CloudFreePlugin
 
-EXPECTED = {"cloudfree:simulateclouds", "cloudfree:comparerasters"}
+from cloudfree.ui.menu import ENTRIES
+
+EXPECTED = {algorithm_id for algorithm_id, _ in ENTRIES}
 
 
 def test_provider_lists_its_algorithms(provider):

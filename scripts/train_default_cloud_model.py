@@ -1,0 +1,101 @@
+"""Train the cloud-removal model that ships in models/weights/ (reproducible record).
+
+Training data (all real, from ../shared/data; see its README for sources and licences):
+- s2_cloudy_scene/scene.tif bands 1-4 (blue, green, red, NIR), pixels its reference mask
+  calls clear (values 1, 2, 3), with synthetic clouds made on the fly;
+- l8_cloudy_scene/bgrn.tif bands 1-4 (blue, green, red, NIR DNs), pixels its QA band calls
+  clear (cloud confidence < medium and cirrus confidence < high, dilated by 3 px), with
+  synthetic clouds.
+Each raster's last 20 % of rows is the validation block (model selection only).
+s2_cloud_pair is the held-out test: no pixel of it is read here.
+
+    .venv/bin/python scripts/train_default_cloud_model.py --steps 3000 --out models/weights/cloud_removal_small.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def engine():
+    if "cloudfree" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("cloudfree", ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["cloudfree"] = module
+        spec.loader.exec_module(module)
+    import cloudfree.models.cloud_removal as cr
+    import cloudfree.models.raster as raster
+
+    return cr, raster
+
+
+def landsat_clear_mask(raster, qa_path: Path, out_path: Path, dilate: int = 3) -> Path:
+    """1 = clear, 0 = cloud/cirrus (BQA: cloud confidence bits 14-15, cirrus bits 12-13)."""
+    from scipy import ndimage
+
+    info = raster.raster_info(str(qa_path))
+    qa = raster.read_window(raster.open_raster(str(qa_path)), (0, 0, info.width, info.height), dtype=np.uint16)[0]
+    cloud = ((qa >> 14) & 3) >= 2
+    cirrus = ((qa >> 12) & 3) == 3
+    fill = (qa & 1) == 1
+    bad = ndimage.binary_dilation(cloud | cirrus, iterations=dilate) | fill
+    raster.write_array(str(out_path), (~bad).astype(np.uint8)[None], like=info, dtype="uint8")
+    return out_path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "models" / "weights" / "cloud_removal_small.safetensors"))
+    ap.add_argument("--work", default=str(ROOT / ".train_cloud"))
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--report", default=None)
+    args = ap.parse_args()
+    cr, raster = engine()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    l8_mask = landsat_clear_mask(raster, DATA / "l8_cloudy_scene" / "qa.tif", work / "l8_clear_mask.tif")
+    sources = [
+        cr.TrainingSource(clear=str(DATA / "s2_cloudy_scene" / "scene.tif"), bands=[1, 2, 3, 4],
+                          mask=str(DATA / "s2_cloudy_scene" / "mask.tif"), clear_values=(1, 2, 3),
+                          name="s2_cloudy_scene (Sentinel-2, 512x512, clear pixels)"),
+        cr.TrainingSource(clear=str(DATA / "l8_cloudy_scene" / "bgrn.tif"), bands=[1, 2, 3, 4],
+                          mask=str(l8_mask), clear_values=(1,),
+                          name="l8_cloudy_scene (Landsat 8 DN, 627x603, clear pixels from BQA)"),
+    ]
+    config = cr.TrainConfig(sources=sources, band_names=["blue", "green", "red", "nir"], size=args.size,
+                            tile=args.tile, batch_size=args.batch, steps=args.steps, val_every=250, val_tiles=8,
+                            checkpoint_every=250, seed=0, device="auto", num_threads=args.threads)
+    t0 = time.time()
+
+    def progress(fraction, message=None):
+        step = int(round(fraction * args.steps))
+        if message and (step % 50 == 0 or step == args.steps):
+            print(f"[{time.time() - t0:7.0f}s] {message}", flush=True)
+
+    result = cr.train_cloud_removal(config, args.out, checkpoint_dir=str(work / "checkpoints"),
+                                    resume_from=str(work / "checkpoints") if args.resume else None,
+                                    progress=progress, log=lambda m: print(m, flush=True))
+    print(json.dumps({"model": result.model_path, "steps": result.steps, "seconds": result.seconds,
+                      "steps_per_second": result.steps_per_second, "metrics": result.metrics}, indent=1))
+    if args.report:
+        cr.report_html(result.history, result.samples, args.report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""cloudfree:removeclouds and cloudfree:traincloudremoval through processing.run and qgis_process."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from qgis.core import QgsProcessingException
+
+from cloudfree.models import cloud_removal as cr
+from cloudfree.models import raster, weights
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, shared_data):
+    """A 4-band model trained for a few steps on real clear pixels (fast; quality irrelevant here)."""
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    source = cr.TrainingSource(clear=str(shared_data / "s2_cloudy_scene" / "scene.tif"), bands=[1, 2, 3, 4],
+                               mask=str(shared_data / "s2_cloudy_scene" / "mask.tif"), clear_values=(1, 2, 3))
+    config = cr.TrainConfig(sources=[source], band_names=["blue", "green", "red", "nir"], depth=4, base=8,
+                            max_channels=32, tile=64, steps=4, batch_size=2, val_every=4, val_tiles=2,
+                            checkpoint_every=100, device="cpu", num_threads=1)
+    cr.train_cloud_removal(config, str(path))
+    return str(path)
+
+
+def read(path):
+    return gdal.Open(str(path)).ReadAsArray()
+
+
+def test_removeclouds_with_mask_keeps_clear_pixels_bit_identical(run_alg, tmp_path, tiny_model):
+    out = tmp_path / "free.tif"
+    result = run_alg("cloudfree:removeclouds", {
+        "INPUT": str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), "MODEL": tiny_model,
+        "MASK": str(SAMPLE / "s2_pair_mask.tif"), "MASK_VALUES": "1,2", "TILE_SIZE": 64, "OVERLAP": 16,
+        "OUTPUT": str(out)})
+    src, got, mask = read(SAMPLE / "s2_pair_cloudy_bgrn.tif"), read(result["OUTPUT"]), read(SAMPLE / "s2_pair_mask.tif")
+    clear = ~np.isin(mask, [1, 2])
+    assert np.array_equal(got[:, clear], src[:, clear])
+    assert not np.array_equal(got[:, ~clear], src[:, ~clear])
+    a, b = raster.raster_info(str(SAMPLE / "s2_pair_cloudy_bgrn.tif")), raster.raster_info(result["OUTPUT"])
+    assert (b.geotransform, b.crs_label(), b.band_count, b.dtype) == (a.geotransform, a.crs_label(), 4, a.dtype)
+
+
+def test_removeclouds_picks_bands_of_a_12_band_input(run_alg, tmp_path, tiny_model, shared_data):
+    pair = shared_data / "s2_cloud_pair"
+    result = run_alg("cloudfree:removeclouds", {
+        "INPUT": str(pair / "cloudy.tif"), "BANDS": "2,3,4,8", "MODEL": tiny_model, "MASK": str(pair / "mask.tif"),
+        "TILE_SIZE": 64, "OUTPUT": str(tmp_path / "o.tif")})
+    assert raster.raster_info(result["OUTPUT"]).band_count == 4
+
+
+@pytest.mark.parametrize("bands, message", [("1,2,3", r"expects 4 band\(s\)"), ("1,2,3,9", r"band number\(s\) \[9\]")])
+def test_band_mismatch_is_a_clear_error_and_writes_nothing(run_alg, tmp_path, tiny_model, bands, message):
+    with pytest.raises(QgsProcessingException, match=message):
+        run_alg("cloudfree:removeclouds", {
+            "INPUT": str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), "BANDS": bands, "MODEL": tiny_model,
+            "MASK": str(SAMPLE / "s2_pair_mask.tif"), "TILE_SIZE": 64, "OUTPUT": str(tmp_path / "o.tif")})
+    assert os.listdir(tmp_path) == []
+
+
+def test_corrupt_model_file_is_a_clear_error(run_alg, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(QgsProcessingException, match="corrupt"):
+        run_alg("cloudfree:removeclouds", {"INPUT": str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), "MODEL": str(bad),
+                                           "OUTPUT": str(tmp_path / "o.tif")})
+    assert os.listdir(tmp_path) == ["bad.safetensors"]
+
+
+def test_raster_smaller_than_a_tile_is_a_clear_error(run_alg, tmp_path, tiny_model):
+    small = tmp_path / "small.tif"
+    small_mask = tmp_path / "small_mask.tif"
+    gdal.Translate(str(small), str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), srcWin=[0, 0, 40, 40])
+    gdal.Translate(str(small_mask), str(SAMPLE / "s2_pair_mask.tif"), srcWin=[0, 0, 40, 40])
+    with pytest.raises(QgsProcessingException, match=r"40x40 px\) is smaller than one 64-pixel tile"):
+        run_alg("cloudfree:removeclouds", {"INPUT": str(small), "MODEL": tiny_model, "TILE_SIZE": 64,
+                                           "MASK": str(small_mask), "OUTPUT": str(tmp_path / "o.tif")})
+    assert sorted(os.listdir(tmp_path)) == ["small.tif", "small_mask.tif"]
+
+
+def test_traincloudremoval_synthetic_mode_writes_model_and_report(run_alg, tmp_path, shared_data):
+    scene = shared_data / "s2_cloudy_scene"
+    result = run_alg("cloudfree:traincloudremoval", {
+        "CLEAR": str(scene / "scene.tif"), "MASK": str(scene / "mask.tif"), "MASK_VALUES": "4,0", "BANDS": "1,2,3,4",
+        "TILE_SIZE": 64, "STEPS": 3, "BATCH_SIZE": 2, "MODEL_SIZE": 0, "DEVICE": 1, "SEED": 1,
+        "OUTPUT_MODEL": str(tmp_path / "m.safetensors"), "OUTPUT_REPORT": str(tmp_path / "report.html")})
+    meta = weights.read_metadata(result["OUTPUT_MODEL"])
+    assert meta.task == "cloud_removal" and meta.band_count == 4 and meta.tile_size == 64
+    assert (tmp_path / "report.html").stat().st_size > 10000
+    assert (tmp_path / "m.safetensors.checkpoints").is_dir()
+
+
+def test_shipped_model_has_complete_metadata():
+    path = weights.shipped_model("cloud_removal_small.safetensors")
+    meta = weights.read_metadata(path)
+    assert meta.bands == ["blue", "green", "red", "nir"]
+    assert "s2_cloud_pair" in json.dumps(meta.training)  # names its held-out test set...
+    assert "held_out" in meta.metrics  # ...and carries the figures measured on it
+    assert os.path.getsize(path) < 50 * 2 ** 20
+
+
+def test_removeclouds_headless_with_the_shipped_model(tmp_path):
+    out = tmp_path / "free.tif"
+    proc = subprocess.run([str(ROOT / "scripts" / "qgis_process"), "--json", "run", "cloudfree:removeclouds", "--",
+                           f"INPUT={SAMPLE / 's2_pair_cloudy_bgrn.tif'}", f"MASK={SAMPLE / 's2_pair_mask.tif'}",
+                           f"OUTPUT={out}"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    info = raster.raster_info(str(out))
+    assert info.crs_label() == "EPSG:4326"
+    assert info.geotransform == raster.raster_info(str(SAMPLE / "s2_pair_cloudy_bgrn.tif")).geotransform
