@@ -10,6 +10,11 @@ Open this package first to find "where the maths is":
 - ``networks``  torch building blocks shared by all models
 - ``clouds``    synthetic cloud, shadow and gap simulation
 - ``metrics``   PSNR, SSIM, MAE, RMSE, SAM between two rasters
+- ``cloud_removal``  pix2pix training and tiled inference
+- ``registration``   SIFT + CNN keypoint matching, robust fits, sub-pixel refinement, accuracy figures
+- ``descriptors``    the CNN patch descriptor used by registration, and its training
+- ``fusion``    multi-date fusion: quality network, baselines, training
+- ``quicklook`` PNG previews
 
 Weights of the models that ship with the plugin live in ``models/weights/``.
 """

@@ -151,6 +151,15 @@ ARCHITECTURES = {
 }
 
 
+def _descriptor_cnn(**hyperparameters) -> nn.Module:
+    from .descriptors import descriptor_class  # the registration descriptor lives with its training code
+
+    return descriptor_class()(**hyperparameters)
+
+
+ARCHITECTURES["descriptor_cnn"] = _descriptor_cnn
+
+
 def build(architecture: str, hyperparameters: dict) -> nn.Module:
     if architecture not in ARCHITECTURES:
         raise KeyError(architecture)

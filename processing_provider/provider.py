@@ -8,11 +8,13 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .compare_rasters import CompareRastersAlgorithm
+from .register import RegisterAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
 from .simulate_clouds import SimulateCloudsAlgorithm
 from .train_cloud_removal import TrainCloudRemovalAlgorithm
 
-ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm, RemoveCloudsAlgorithm, TrainCloudRemovalAlgorithm)
+ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm, RemoveCloudsAlgorithm, TrainCloudRemovalAlgorithm,
+              RegisterAlgorithm)
 
 
 class CloudFreeProvider(QgsProcessingProvider):

@@ -75,6 +75,15 @@ def main() -> None:
         print(f"  {label}: PSNR {float(r['PSNR']):.2f} dB, SSIM {float(r['SSIM']):.3f}, MAE {float(r['MAE']):.4f}, "
               f"SAM {float(r['SAM']):.2f} deg -> {report}")
 
+    print("3. Remove the real clouds with the shipped pix2pix model (cloudfree:removeclouds)")
+    free = qgis_process("cloudfree:removeclouds", INPUT=cloudy, MASK=mask, MASK_VALUES="1,2",
+                        OUTPUT=OUT / "cloud_free.tif")
+    ql.quicklook(free["OUTPUT"], OUT / "cloud_free.png", RGB, limits=limits)
+    for label, image in (("cloudy input", cloudy), ("cloud-free output", free["OUTPUT"])):
+        r = qgis_process("cloudfree:comparerasters", INPUT=image, REFERENCE=clean, MASK=mask, MASK_VALUES="1,2")
+        print(f"  {label} vs the clear date inside the mask: PSNR {float(r['PSNR']):.2f} dB, "
+              f"SSIM {float(r['SSIM']):.3f}, MAE {float(r['MAE']):.4f}")
+
     print(f"Outputs and PNG quick-looks in {OUT}:")
     for path in sorted(OUT.iterdir()):
         print(f"  {path.name:28s} {path.stat().st_size / 1024:8.1f} KiB")

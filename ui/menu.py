@@ -14,6 +14,7 @@ from qgis.PyQt.QtWidgets import QAction
 ENTRIES = (
     ("cloudfree:removeclouds", "Remove clouds…"),
     ("cloudfree:traincloudremoval", "Train cloud removal model…"),
+    ("cloudfree:register", "Register image…"),
     ("cloudfree:simulateclouds", "Simulate clouds…"),
     ("cloudfree:comparerasters", "Compare rasters…"),
 )

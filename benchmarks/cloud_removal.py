@@ -1,0 +1,206 @@
+"""Cloud removal: quality on held-out real data against baselines, and speed against the raw network.
+
+Quality (``quality``):
+- real held-out pair ``s2_cloud_pair`` (never used in training or model selection): the
+  cloudy date (bands 2, 3, 4, 8 = blue, green, red, NIR) with its mask as input, the clear
+  date as reference; PSNR, SSIM, MAE and SAM inside the mask (cloud + shadow) and outside it
+  (clear), for (a) the cloudy input as is, (b) biharmonic inpainting of the masked pixels
+  (``skimage.restoration.inpaint_biharmonic``), (c) the shipped model through ``remove_clouds``;
+- synthetic clouds (5 seeds, coverage 0.3) over the held-out clear date, same three methods,
+  reference = the clear date itself.
+PSNR/SSIM data range: per band, max - min of the reference over the compared pixels.
+
+Speed (``speed``): for the ``small`` and ``full`` generator, end-to-end ``remove_clouds`` on a
+raster built from real imagery (disk to disk, with a mask) against the raw generator forward
+pass on the same number of tiles in memory; ratio and peak RSS, each size in its own process.
+
+    .venv/bin/python benchmarks/cloud_removal.py quality
+    .venv/bin/python benchmarks/cloud_removal.py speed --size 2048 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+PAIR = DATA / "s2_cloud_pair"
+BANDS = [2, 3, 4, 8]
+MODEL = ROOT / "models" / "weights" / "cloud_removal_small.safetensors"
+
+
+def engine():
+    if "cloudfree" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("cloudfree", ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["cloudfree"] = module
+        spec.loader.exec_module(module)
+    from cloudfree.models import cloud_removal, clouds, metrics, raster
+
+    return cloud_removal, clouds, metrics, raster
+
+
+def inpaint(raster, cloudy_path: str, mask_path: str, values, out_path: str) -> str:
+    from skimage.restoration import inpaint_biharmonic
+
+    info = raster.raster_info(cloudy_path)
+    img = raster.read_window(raster.open_raster(cloudy_path), (0, 0, info.width, info.height), dtype=np.float64)
+    m = np.isin(raster.read_window(raster.open_raster(mask_path), (0, 0, info.width, info.height))[0], values)
+    filled = inpaint_biharmonic(np.moveaxis(img, 0, -1), m, channel_axis=-1)
+    raster.write_array(out_path, np.moveaxis(filled, -1, 0).astype(info.dtype), like=info)
+    return out_path
+
+
+def figures(metrics, raster, image: str, reference: str, mask: str, values) -> dict:
+    rep = metrics.compare_rasters(raster.raster_info(image), raster.raster_info(reference),
+                                  mask=raster.raster_info(mask), mask_values=values)
+    o = rep["overall"]
+    return {"psnr": o["psnr"], "ssim": o["ssim"], "mae": o["mae"], "sam": o["sam_degrees"], "n": rep["n_pixels"]}
+
+
+def evaluate(cr, metrics, raster, cloudy: str, clear: str, mask: str, cloud_values, clear_values, tmp: str,
+             tag: str) -> dict:
+    out = {}
+    inpainted = inpaint(raster, cloudy, mask, cloud_values, os.path.join(tmp, f"{tag}_inpaint.tif"))
+    generated = os.path.join(tmp, f"{tag}_model.tif")
+    cr.remove_clouds(raster.raster_info(cloudy), generated, str(MODEL), mask=raster.raster_info(mask),
+                     mask_values=cloud_values, device="cpu")
+    for name, path in (("cloudy input", cloudy), ("biharmonic inpainting", inpainted), ("CloudFree model", generated)):
+        out[name] = {"inside mask": figures(metrics, raster, path, clear, mask, cloud_values),
+                     "outside mask": figures(metrics, raster, path, clear, mask, clear_values)}
+    return out
+
+
+def quality() -> dict:
+    cr, clouds, metrics, raster = engine()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # the real pair, reduced to the model's bands
+        from osgeo import gdal
+
+        cloudy, clear = os.path.join(tmp, "cloudy.tif"), os.path.join(tmp, "clear.tif")
+        for src, dst in ((PAIR / "cloudy.tif", cloudy), (PAIR / "clean.tif", clear)):
+            gdal.Translate(dst, str(src), bandList=BANDS)
+        results["real held-out pair (s2_cloud_pair)"] = evaluate(
+            cr, metrics, raster, cloudy, clear, str(PAIR / "mask.tif"), (1, 2), (0,), tmp, "real")
+        # synthetic clouds over the held-out clear date
+        per_seed = []
+        info = raster.raster_info(clear)
+        for seed in range(5):
+            c, m = os.path.join(tmp, f"syn{seed}.tif"), os.path.join(tmp, f"syn{seed}_mask.tif")
+            clouds.simulate_clouds(info, c, m, clouds.CloudParams(seed=100 + seed, coverage=0.3, thickness=0.8,
+                                                                  shadows=True))
+            per_seed.append(evaluate(cr, metrics, raster, c, clear, m, (1, 2), (0,), tmp, f"syn{seed}"))
+        merged = {}
+        for method in per_seed[0]:
+            merged[method] = {}
+            for region in per_seed[0][method]:
+                merged[method][region] = {k: float(np.mean([r[method][region][k] for r in per_seed]))
+                                          for k in per_seed[0][method][region]}
+        results["synthetic clouds over the held-out clear date (5 seeds, mean)"] = merged
+    return results
+
+
+def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
+    import torch
+    from osgeo import gdal
+
+    cr, clouds, metrics, raster = engine()
+    from cloudfree.models import weights
+
+    gdal.SetCacheMax(256 * 2 ** 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        # a large raster from real imagery: the held-out clear date mirrored into a mosaic
+        src = raster.read_window(raster.open_raster(str(PAIR / "clean.tif")), (0, 0, 256, 256), BANDS)
+        reps = raster_size // 256 + 1
+        tile2 = np.concatenate([src, src[:, :, ::-1]], axis=2)
+        tile2 = np.concatenate([tile2, tile2[:, ::-1]], axis=1)
+        big = np.tile(tile2, (1, reps, reps))[:, :raster_size, :raster_size]
+        img = raster.write_array(os.path.join(tmp, "big.tif"), np.ascontiguousarray(big),
+                                 geotransform=(500000, 10, 0, 5000000, 0, -10), crs_wkt="")
+        msk = np.zeros((1, raster_size, raster_size), dtype=np.uint8)
+        msk[0, raster_size // 4: raster_size // 2, raster_size // 4: raster_size // 2] = 1
+        mask = raster.write_array(os.path.join(tmp, "mask.tif"), msk, geotransform=(500000, 10, 0, 5000000, 0, -10),
+                                  crs_wkt="")
+        if size_name == "small":
+            model_path = str(MODEL)
+        else:  # speed only: an untrained full-size generator with the same inputs
+            G = cr.build_generator(5, 4, "full")
+            hp = cr.generator_hyperparameters(5, 4, cr.MODEL_SIZES["full"])
+            meta = weights.ModelMetadata(task="cloud_removal", architecture="unet_generator", hyperparameters=hp,
+                                         bands=["blue", "green", "red", "nir"], extra_channels=["cloud_mask"],
+                                         normalization=dict(cr.DEFAULT_NORMALIZATION), tile_size=256)
+            model_path = weights.save_model(os.path.join(tmp, "full.safetensors"), G, meta)
+        meta = weights.read_metadata(model_path)
+        tile = meta.tile_size
+        from cloudfree.models.tiling import TileLayout
+
+        n_tiles = len(TileLayout(raster_size, tile, 32).starts()) ** 2
+        model, _ = weights.load_model(model_path)
+        e2e, raw = [], []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            cr.remove_clouds(raster.raster_info(img), os.path.join(tmp, f"out{r}.tif"), model_path,
+                             mask=raster.raster_info(mask), mask_values=(1,), overlap=32, batch_size=4, device="cpu")
+            e2e.append(time.perf_counter() - t0)
+            x = torch.rand(4, 5, tile, tile)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for _ in range(0, n_tiles, 4):
+                    model(x)
+            raw.append(time.perf_counter() - t0)
+    e, w = statistics.median(e2e), statistics.median(raw)
+    mp = raster_size ** 2 / 1e6
+    return {"model": size_name, "tile": tile, "raster": raster_size, "tiles": n_tiles, "e2e_s": e, "raw_s": w,
+            "e2e_mp_per_s": mp / e, "raw_tiles_per_s": n_tiles / w, "ratio": w / e,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads(), "e2e_runs": e2e, "raw_runs": raw}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["quality", "speed"])
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", nargs="+", default=["small", "full"])
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one_speed(args.one, args.size, args.repeats)))
+        return
+    if args.what == "quality":
+        res = quality()
+        for dataset, methods in res.items():
+            print(dataset)
+            for method, regions in methods.items():
+                for region, f in regions.items():
+                    print(f"  {method:22s} {region:13s} PSNR {f['psnr']:6.2f} dB  SSIM {f['ssim']:.3f}  "
+                          f"MAE {f['mae']:.4f}  SAM {f['sam']:.2f} deg  ({int(f['n'])} px)")
+        print(json.dumps(res, indent=1))
+        return
+    rows = []
+    for name in args.models:
+        cmd = [sys.executable, __file__, "speed", "--one", name, "--size", str(args.size), "--repeats", str(args.repeats)]
+        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]))
+        r = rows[-1]
+        print(f"{name:5s} (tile {r['tile']}): {r['raster']}x{r['raster']} in {r['e2e_s']:.1f} s end to end "
+              f"({r['e2e_mp_per_s']:.3f} MP/s) vs raw forward {r['raw_s']:.1f} s on {r['tiles']} tiles; "
+              f"ratio {r['ratio']:.3f}; peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
