@@ -466,3 +466,24 @@ def unique_values(info: RasterInfo, band: int = 1, block: int = 2048, limit: int
             raise InputError(f"Layer '{info.name}' has more than {limit} distinct values; a mask layer was expected.")
     nodata = info.nodata[band - 1]
     return sorted(v for v in seen if not (nodata is not None and v == nodata) and not math.isnan(v))
+
+
+def rasterize_labels(vector_path: str, field_name: str, like: RasterInfo, out_path: str,
+                     layer_name: str | None = None, nodata: int = 0) -> str:
+    """Burn a polygon layer's integer ``field_name`` onto ``like``'s grid (0 = unlabelled).
+
+    The vector is reprojected to the raster's CRS by GDAL. Written atomically.
+    """
+    from osgeo import ogr
+
+    ds = ogr.Open(str(vector_path))
+    if ds is None:
+        raise InputError(f"Labels '{vector_path}' cannot be opened as a vector layer.")
+    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+    if layer.GetLayerDefn().GetFieldIndex(field_name) < 0:
+        raise InputError(f"Labels layer '{layer.GetName()}' has no field '{field_name}'.")
+    with RasterWriter(out_path, like=like, band_count=1, dtype="int32", nodata=None) as out:
+        out.ds.GetRasterBand(1).Fill(nodata)
+        opts = gdal.RasterizeOptions(attribute=field_name, layers=[layer.GetName()])
+        gdal.Rasterize(out.ds, str(vector_path), options=opts)
+    return out_path

@@ -69,6 +69,18 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
         path = layer.source().split("|")[0]
         return raster_info(path, layer.name())
 
+    def raster_infos(self, parameters, name: str, context) -> list:
+        """The layers of a multiple-raster parameter, in the order given, as ``RasterInfo``."""
+        from ..models.raster import raster_info
+
+        infos = []
+        for layer in self.parameterAsLayerList(parameters, name, context):
+            if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+                raise QgsProcessingException(f"Layer '{layer.name()}' in {name} is not a file raster; save it as a "
+                                             "GeoTIFF first.")
+            infos.append(raster_info(layer.source().split("|")[0], layer.name()))
+        return infos
+
     @staticmethod
     def callbacks(feedback: QgsProcessingFeedback):
         """Engine-style ``progress(fraction, message)`` and ``cancelled()`` bound to ``feedback``."""

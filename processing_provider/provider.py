@@ -8,13 +8,15 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .compare_rasters import CompareRastersAlgorithm
+from .fuse_dates import FuseDatesAlgorithm
 from .register import RegisterAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
 from .simulate_clouds import SimulateCloudsAlgorithm
 from .train_cloud_removal import TrainCloudRemovalAlgorithm
+from .train_fusion import TrainFusionAlgorithm
 
 ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm, RemoveCloudsAlgorithm, TrainCloudRemovalAlgorithm,
-              RegisterAlgorithm)
+              RegisterAlgorithm, FuseDatesAlgorithm, TrainFusionAlgorithm)
 
 
 class CloudFreeProvider(QgsProcessingProvider):

@@ -14,6 +14,8 @@ from qgis.PyQt.QtWidgets import QAction
 ENTRIES = (
     ("cloudfree:removeclouds", "Remove clouds…"),
     ("cloudfree:traincloudremoval", "Train cloud removal model…"),
+    ("cloudfree:fusedates", "Fuse dates…"),
+    ("cloudfree:trainfusion", "Train fusion model…"),
     ("cloudfree:register", "Register image…"),
     ("cloudfree:simulateclouds", "Simulate clouds…"),
     ("cloudfree:comparerasters", "Compare rasters…"),

@@ -1,0 +1,99 @@
+"""cloudfree:fusedates - fuse several dates of one place into one clean image."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
+
+from .base import CloudFreeAlgorithm
+from .common import device_parameter, device_value, parse_values
+
+METHODS = (("quality", "Quality network (Rafique et al. 2019)"), ("mean", "Mean"), ("median", "Median"),
+           ("best", "Best available pixel (mask / cloud probability)"))
+ALIGN = ("Fail when the grids differ", "Warp every date onto the first date's grid")
+DEFAULT_MODEL = "fusion_default.safetensors"
+
+
+class FuseDatesAlgorithm(CloudFreeAlgorithm):
+    NAME = "fusedates"
+    DISPLAY_NAME = "Fuse dates (quality network)"
+    GROUP = "Multi-date fusion"
+    REQUIRES = ("numpy", "osgeo", "torch", "safetensors")
+    HELP = (
+        "<p>Fuses several co-registered dates of the same place into one clean image.</p>"
+        "<p><b>Quality network</b> (Rafique, Blanton and Jacobs, CVPRW 2019): a small U-Net scores every "
+        "pixel of every date; a softmax across dates turns the scores into weights that sum to 1, and the "
+        "fused pixel is the weighted sum of the dates. Nodata pixels, and pixels flagged by a cloud mask "
+        "when masks are given, get weight 0. One model works for any band count (bands are scored one at a "
+        "time with shared weights).</p>"
+        "<p>Baselines: <b>mean</b> and <b>median</b> of the usable dates, and <b>best available pixel</b> "
+        "(per pixel the date without a mask flag; ties go to the last date in the list).</p>"
+        "<p><b>Masks</b>: one cloud mask per date, in the same order; pixels whose value is in <b>mask "
+        "values</b> are cloudy. <b>Align</b>: by default all dates must share the first date's grid; "
+        "choose warping to resample them onto it.</p>"
+        "<p><b>Output weights</b>: one band per date, the weight of that date at each pixel, to see where "
+        "each fused pixel came from.</p>"
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterMultipleLayers("INPUTS", "Dates (rasters, same place)",
+                                                               QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterEnum("METHOD", "Method", [m[1] for m in METHODS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterMultipleLayers("MASKS", "Cloud masks (one per date, same order)",
+                                                               QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterString("MASK_VALUES", "Mask values that mark clouds", "1",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterFile("MODEL", "Fusion model (empty = shipped model)",
+                                                     extension="safetensors", optional=True))
+        self.addParameter(QgsProcessingParameterEnum("ALIGN", "Grids", list(ALIGN), defaultValue=0))
+        self.addParameter(QgsProcessingParameterString("BANDS", "Bands (comma-separated, empty = all)", "",
+                                                       optional=True))
+        self.addParameter(device_parameter())
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Fused raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_WEIGHTS", "Weights (one band per date)",
+                                                                  optional=True, createByDefault=False))
+
+    def compute(self, parameters, context, feedback, progress, cancelled):
+        from ..models.fusion import fuse_rasters
+        from ..models.raster import parse_bands
+        from ..models.weights import shipped_model
+
+        inputs = self.raster_infos(parameters, "INPUTS", context)
+        masks = self.raster_infos(parameters, "MASKS", context) or None
+        if len(inputs) < 2:
+            raise QgsProcessingException(f"Fusion needs at least 2 dates; {len(inputs)} given.")
+        if masks is not None and len(masks) != len(inputs):
+            raise QgsProcessingException(f"{len(masks)} mask layer(s) for {len(inputs)} dates: give one mask per "
+                                         "date, in the same order, or none.")
+        method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0]
+        model = None
+        if method == "quality":
+            model = self.parameterAsFile(parameters, "MODEL", context) or shipped_model(DEFAULT_MODEL)
+            if not os.path.exists(model):
+                raise QgsProcessingException(f"Model file '{model}' does not exist.")
+        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context), inputs[0].band_count,
+                            inputs[0].name)
+        out = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
+        weights = self.parameterAsOutputLayer(parameters, "OUTPUT_WEIGHTS", context) or None
+        feedback.pushInfo(f"Fusing {len(inputs)} dates ({', '.join(i.name for i in inputs)}) with {method}"
+                          + (f", masks {', '.join(m.name for m in masks)}" if masks else ""))
+        summary = fuse_rasters(inputs, out, method=method, masks=masks,
+                               mask_values=parse_values(self.parameterAsString(parameters, "MASK_VALUES", context)
+                                                        or "1", "MASK_VALUES"),
+                               model_path=model, align=self.parameterAsEnum(parameters, "ALIGN", context) == 1,
+                               weights_path=weights, bands=bands, device=device_value(self, parameters, context),
+                               progress=progress, cancelled=cancelled)
+        feedback.pushInfo(f"Done in {summary.get('seconds', 0):.1f} s")
+        outputs = {"OUTPUT": out}
+        if weights:
+            outputs["OUTPUT_WEIGHTS"] = weights
+        return outputs
