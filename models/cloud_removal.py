@@ -1,8 +1,15 @@
 """Cloud removal with a conditional GAN (pix2pix, Isola et al. 2017): training and inference.
 
 The network
-    The generator is :class:`networks.UNetGenerator` (4x4 stride-2 convolutions, skip
-    connections, tanh output); the discriminator is the conditional
+    The generator is the pix2pix U-Net :class:`networks.UNetGenerator` (4x4 stride-2
+    convolutions, skip connections, tanh output). By default (``generator="fill_residual"``,
+    :class:`networks.FillResidualGenerator`) it does not start blind: the masked pixels are
+    first filled by a smooth membrane interpolation of their surroundings
+    (:func:`networks.smooth_fill`, a push-pull pyramid and diffusion), the U-Net sees the fill
+    and the cloudy input and adds a residual to the fill. Measured on the held-out pair, the fill
+    alone already beats biharmonic inpainting; the GAN learns what interpolation cannot know
+    (texture, thin-cloud signal, context). ``generator="plain"`` is the original pix2pix
+    generator. The discriminator is the conditional
     :class:`networks.PatchDiscriminator` (70x70 PatchGAN) that scores ``cat(input, image)``.
     Two sizes (:data:`MODEL_SIZES`): ``small`` (6 levels, 32 base filters, 128 px tiles,
     trainable on a CPU) and ``full`` (the paper's 8 levels x 64 filters, 256 px tiles).
@@ -502,6 +509,7 @@ class TrainConfig:
     lambda_l1: float = 100.0
     gan_mode: str = "vanilla"             # vanilla (BCE) or lsgan
     use_mask_channel: bool = True
+    generator: str = "fill_residual"      # fill_residual (refines a smooth fill) or plain (pix2pix U-Net)
     synthetic: dict = field(default_factory=dict)
     max_unclear_fraction: float = 0.25
     augment: bool = True
@@ -551,15 +559,36 @@ def generator_hyperparameters(in_channels: int, out_channels: int, p: dict, norm
             "dropout": float(dropout), "dropout_blocks": min(3, int(p["depth"]) - 1)}
 
 
-def build_generator(in_channels: int, out_channels: int, size: str = "small", **overrides):
+GENERATORS = {"fill_residual": "fill_residual_generator", "plain": "unet_generator"}
+
+
+def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm: str = "instance",
+                   dropout: float = 0.5) -> tuple:
+    """``(architecture, hyperparameters)`` of a generator kind (see :data:`GENERATORS`).
+
+    ``fill_residual`` (default) refines a smooth fill of the masked pixels
+    (:class:`networks.FillResidualGenerator`; it needs the mask channel right after the bands);
+    ``plain`` is the original pix2pix U-Net that sees the cloudy pixels only.
+    """
+    hp = generator_hyperparameters(in_channels, out_channels, p, norm, dropout)
+    if kind == "plain":
+        return GENERATORS[kind], hp
+    if kind != "fill_residual":
+        raise InputError(f"Unknown generator '{kind}': use {', '.join(GENERATORS)}.")
+    fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}
+    return GENERATORS[kind], {"bands": int(out_channels), "extra_channels": int(in_channels - out_channels), **fill_hp}
+
+
+def build_generator(in_channels: int, out_channels: int, size: str = "small", kind: str = "fill_residual",
+                    **overrides):
     """A fresh generator of one of :data:`MODEL_SIZES` (``overrides``: depth, base, max_channels, norm, dropout)."""
-    from .networks import UNetGenerator
+    from .networks import build
 
     p = dict(MODEL_SIZES[size])
     p.update({k: v for k, v in overrides.items() if k in ("depth", "base", "max_channels") and v is not None})
-    hp = generator_hyperparameters(in_channels, out_channels, p, overrides.get("norm", "instance"),
-                                   overrides.get("dropout", 0.5))
-    return UNetGenerator(**hp)
+    arch, hp = generator_spec(kind, in_channels, out_channels, p, overrides.get("norm", "instance"),
+                              overrides.get("dropout", 0.5))
+    return build(arch, hp)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -701,9 +730,13 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
     sampler = CropSampler(sources, tile, use_mask_channel=config.use_mask_channel, synthetic=config.synthetic,
                           max_unclear_fraction=config.max_unclear_fraction, augment=config.augment)
     nb = sampler.band_count
-    hp = generator_hyperparameters(sampler.in_channels, nb, p, config.norm, config.dropout)
+    if config.generator == "fill_residual" and not config.use_mask_channel:
+        raise InputError("The fill_residual generator needs the mask channel (use_mask_channel=True).")
+    arch, hp = generator_spec(config.generator, sampler.in_channels, nb, p, config.norm, config.dropout)
     torch.manual_seed(config.seed)
-    G = UNetGenerator(**hp).to(device)
+    from .networks import build as build_network
+
+    G = build_network(arch, hp).to(device)
     d_hp = {"in_channels": sampler.in_channels + nb, "base": int(config.disc_base or p["base"]),
             "layers": int(config.disc_layers), "norm": config.norm}
     D = PatchDiscriminator(**d_hp).to(device)
@@ -824,7 +857,7 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
     extra = (["cloud_mask"] if config.use_mask_channel else []) + [
         f"aux:{ai.name}:{b}" for ai, ab in sampler.sources[0].aux_infos for b in ab]
     meta = ModelMetadata(
-        task=TASK, architecture="unet_generator", hyperparameters=hp, bands=list(band_names),
+        task=TASK, architecture=arch, hyperparameters=hp, bands=list(band_names),
         extra_channels=extra, normalization=dict(DEFAULT_NORMALIZATION), tile_size=tile,
         training={"config": config.to_json_dict(), "steps": step, "discriminator": d_hp,
                   "inference_dropout": False, "loss": f"{config.gan_mode} GAN + {config.lambda_l1} x L1",
@@ -870,9 +903,48 @@ def _as_aux_list(aux) -> list:
     return out
 
 
+def _coarse_fill_prior(src: RasterInfo, bands, mask: RasterInfo, mask_values, stats: dict, norm: dict,
+                       size: int = 512) -> str:
+    """A whole-raster fill of the masked pixels at coarse resolution, as a lazily upsampled VRT.
+
+    The fill-residual generator fills masked pixels from the known pixels of its tile; a tile
+    inside a large cloud has none. This prior (normalised values, read decimated to at most
+    ``size`` pixels a side, filled by :func:`networks.smooth_fill`) gives such tiles the fill
+    of their wider surroundings. It lives in GDAL's memory file system and is upsampled
+    bilinearly block by block when the tiler reads it, so memory stays bounded.
+    """
+    import torch
+    from osgeo import gdal
+
+    from .networks import smooth_fill
+
+    scale = min(1.0, size / max(src.width, src.height))
+    w, h = max(1, round(src.width * scale)), max(1, round(src.height * scale))
+    ds, dm = open_raster(src.path, src.name), open_raster(mask.path, mask.name)
+    img = np.stack([ds.GetRasterBand(b).ReadAsArray(buf_xsize=w, buf_ysize=h).astype(np.float64) for b in bands])
+    valid = valid_mask(img, [src.nodata[b - 1] for b in bands])
+    known = valid & ~np.isin(dm.GetRasterBand(1).ReadAsArray(buf_xsize=w, buf_ysize=h), mask_values)
+    xn = normalize(img, stats, norm)
+    xn[:, ~known] = 0.0
+    with torch.no_grad():
+        filled = smooth_fill(torch.from_numpy(xn.astype(np.float32))[None],
+                             torch.from_numpy(known.astype(np.float32))[None, None], iterations=64)[0].numpy()
+    tag = uuid.uuid4().hex[:8]
+    small = gdal.GetDriverByName("GTiff").Create(f"/vsimem/cloudfree_prior_{tag}.tif", w, h, len(bands),
+                                                 gdal.GDT_Float32)
+    gt = src.geotransform
+    small.SetGeoTransform((gt[0], gt[1] * src.width / w, gt[2], gt[3], gt[4], gt[5] * src.height / h))
+    for i in range(len(bands)):
+        small.GetRasterBand(i + 1).WriteArray(filled[i])
+    small.FlushCache()
+    path = f"/vsimem/cloudfree_prior_{tag}.vrt"
+    gdal.Translate(path, small, format="VRT", width=src.width, height=src.height, resampleAlg="bilinear")
+    return path
+
+
 def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None, mask: RasterInfo | None = None,
                   mask_values=(1, 2), aux=None, tile: int | None = None, overlap: int = 32, batch_size: int = 4,
-                  device: str = "auto", feather: float = 8, progress: Progress = None,
+                  device: str = "auto", feather: float | None = None, progress: Progress = None,
                   cancelled: CancelCheck = None) -> dict:
     """Replace clouds in ``src`` with generated pixels; write ``out_path`` on ``src``'s grid.
 
@@ -928,6 +1000,12 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     stats = image_statistics(src, bands, mask=mask, mask_values=mask_values, normalization=norm)
     aux_stats = [image_statistics(a, b, normalization=norm) for a, b in aux_list]
     nb = len(bands)
+    fill_residual = meta.architecture == GENERATORS["fill_residual"]
+    if feather is None:  # the fill already meets the clear pixels at the mask edge: no blending needed
+        feather = 0.0 if fill_residual else 8.0
+    prior_path = None
+    if fill_residual and mask is not None:
+        prior_path = _coarse_fill_prior(src, bands, mask, mask_values, stats, norm)
 
     def fn(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
         check_cancelled(cancelled)
@@ -946,11 +1024,16 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
             parts.append(normalize(batch[:, pos:pos + len(ab)].astype(np.float64), st, norm))
             pos += len(ab)
         x = torch.from_numpy(np.concatenate(parts, axis=1)).to(dev)
+        prior = None
+        if prior_path is not None:
+            prior = torch.from_numpy(np.ascontiguousarray(batch[:, pos:pos + nb], dtype=np.float32)).to(dev)
         with torch.no_grad():
-            y = model(x).float().cpu().numpy()
+            y = (model(x, prior) if prior is not None else model(x)).float().cpu().numpy()
         return denormalize(y, stats, norm).astype(np.float32)
 
     extra = ([(mask, [1])] if mask is not None else []) + list(aux_list)
+    if prior_path is not None:
+        extra.append((raster_info(prior_path, "coarse fill"), list(range(1, nb + 1))))
     counters = {"masked": 0, "valid": 0}
     postprocess = None
     if mask is not None:
@@ -973,9 +1056,16 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
 
     descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
     t0 = time.perf_counter()
-    run_tiled(fn, src, out_path, bands=bands, extra=extra, out_bands=nb, out_dtype=src.dtype, tile=tile,
-              overlap=overlap, batch_size=batch_size, descriptions=descriptions, postprocess=postprocess,
-              progress=progress, cancelled=cancelled)
+    try:
+        run_tiled(fn, src, out_path, bands=bands, extra=extra, out_bands=nb, out_dtype=src.dtype, tile=tile,
+                  overlap=overlap, batch_size=batch_size, descriptions=descriptions, postprocess=postprocess,
+                  progress=progress, cancelled=cancelled)
+    finally:
+        if prior_path is not None:
+            from osgeo import gdal
+
+            gdal.Unlink(prior_path)
+            gdal.Unlink(prior_path.replace(".vrt", ".tif"))
     return {
         "output": out_path,
         "model": model_path,

@@ -70,16 +70,25 @@ class UNetGenerator(nn.Module):
         return self.final(torch.cat([x, skips[0]], dim=1))
 
 
-def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24) -> torch.Tensor:
+PRIOR_WEIGHT = 0.05  # a prior counts like 5 % of one known pixel: it only decides where nothing is known
+
+
+def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
+                prior: torch.Tensor | None = None) -> torch.Tensor:
     """Fill unknown pixels smoothly from known ones: push-pull pyramid, then diffusion.
 
     ``x`` is ``(B, C, H, W)``, ``known`` ``(B, 1, H, W)`` in {0, 1}. Known pixels are returned
     unchanged; unknown ones get a membrane-like interpolation of their surroundings (close to
-    harmonic inpainting, but a few cheap convolutions on any device).
+    harmonic inpainting, but a few cheap convolutions on any device). ``prior`` (same shape as
+    ``x``), when given, is a weak observation everywhere: it decides the fill only where the
+    tile itself holds no known pixel nearby (e.g. a tile inside a large cloud, whose fill
+    then comes from a coarse fill of the whole raster instead of from nothing).
     """
     import torch.nn.functional as F
 
     v, w = x * known, known
+    if prior is not None:
+        v, w = v + PRIOR_WEIGHT * prior, w + PRIOR_WEIGHT
     pyramid = [(v, w)]
     while v.shape[-1] > 1 or v.shape[-2] > 1:
         v, w = F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)
@@ -115,9 +124,9 @@ class FillResidualGenerator(nn.Module):
         self.core = UNetGenerator(2 * bands + extra_channels, bands, depth=depth, base=base,
                                   max_channels=max_channels, norm=norm, dropout=dropout, dropout_blocks=dropout_blocks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         img, mask = x[:, : self.bands], x[:, self.bands: self.bands + 1]
-        filled = smooth_fill(img, 1.0 - mask, self.fill_iterations)
+        filled = smooth_fill(img, 1.0 - mask, self.fill_iterations, prior)
         return filled + self.core(torch.cat([filled, x], dim=1))
 
 

@@ -152,3 +152,23 @@ def load_model(path: str, *, task: str | None = None, band_count: int | None = N
 def shipped_model(filename: str) -> str:
     """Path of a model that ships with the plugin, in ``models/weights/``."""
     return os.path.join(SHIPPED_DIR, filename)
+
+
+def update_metadata(path: str, **changes) -> ModelMetadata:
+    """Rewrite a model file's metadata (e.g. to add held-out metrics); tensors are copied unchanged."""
+    from safetensors.torch import load_file, save_file
+
+    meta = read_metadata(path)
+    for key, value in changes.items():
+        if not hasattr(meta, key):
+            raise KeyError(key)
+        setattr(meta, key, value)
+    state = load_file(str(path))
+    tmp = f"{path}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        save_file(state, tmp, metadata={METADATA_KEY: meta.to_json()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return meta

@@ -32,8 +32,9 @@ def engine():
     return quicklook
 
 
-def qgis_process(algorithm: str, **params) -> dict:
-    args = [str(ROOT / "scripts" / "qgis_process"), "--json", "run", algorithm, "--"]
+def qgis_process(algorithm: str, *raw: str, **params) -> dict:
+    """Run one algorithm headless; ``raw`` are extra ``KEY=value`` arguments (repeatable keys)."""
+    args = [str(ROOT / "scripts" / "qgis_process"), "--json", "run", algorithm, "--", *raw]
     args += [f"{k}={v}" for k, v in params.items()]
     t0 = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -83,6 +84,33 @@ def main() -> None:
         r = qgis_process("cloudfree:comparerasters", INPUT=image, REFERENCE=clean, MASK=mask, MASK_VALUES="1,2")
         print(f"  {label} vs the clear date inside the mask: PSNR {float(r['PSNR']):.2f} dB, "
               f"SSIM {float(r['SSIM']):.3f}, MAE {float(r['MAE']):.4f}")
+
+    print("4. Register a cloudy date onto a reference date (cloudfree:register, SIFT + CNN)")
+    ref = SAMPLE / "s2_registration_reference_20160608_crop.tif"
+    target = SAMPLE / "s2_registration_target_20160529_crop.tif"
+    reg = qgis_process("cloudfree:register", REFERENCE=ref, INPUT=target, TRANSFORM=2, METHOD=0,
+                       OUTPUT=OUT / "registered.tif", OUTPUT_TIEPOINTS=OUT / "tiepoints.gpkg",
+                       OUTPUT_CHECKERBOARD=OUT / "checkerboard.tif")
+    print(f"  misregistration found: shift ({float(reg['SHIFT_X']):+.2f}, {float(reg['SHIFT_Y']):+.2f}) px, "
+          f"rotation {float(reg['ROTATION']):+.3f} deg, scale {float(reg['SCALE']):.4f}; RMS_all "
+          f"{float(reg['RMS_ALL']):.3f} px, RMS_LOO {float(reg['RMS_LOO']):.3f} px, N_red {int(float(reg['N_RED']))}")
+    ql.quicklook(str(ref), OUT / "registration_reference.png", (1,), max_size=512)
+    ql.quicklook(reg["OUTPUT"], OUT / "registered.png", (1,), max_size=512)
+    ql.quicklook(reg["OUTPUT_CHECKERBOARD"], OUT / "checkerboard.png", (1,), max_size=512)
+
+    print("5. Fuse four real NDVI dates with clouds into one image (cloudfree:fusedates, quality network)")
+    dates = sorted((SAMPLE / "ndvi").glob("ndvi_*.tif"))
+    fusion_args = [f"INPUTS={p}" for p in dates]
+    fused = qgis_process("cloudfree:fusedates", *fusion_args, OUTPUT=OUT / "fused_ndvi.tif",
+                         OUTPUT_WEIGHTS=OUT / "fusion_weights.tif")
+    ndvi_limits = [(0.0, 0.9)]
+    for p in dates:
+        ql.quicklook(str(p), OUT / f"{p.stem}.png", (1,), limits=ndvi_limits)
+    ql.quicklook(fused["OUTPUT"], OUT / "fused_ndvi.png", (1,), limits=ndvi_limits)
+    for k in range(len(dates)):
+        ql.quicklook(fused["OUTPUT_WEIGHTS"], OUT / f"fusion_weight_date{k + 1}.png", (k + 1,), limits=[(0.0, 1.0)])
+    print(f"  fused {len(dates)} dates without their cloud masks -> fused_ndvi.tif, fusion_weights.tif (one band "
+          "per date: where each fused pixel came from)")
 
     print(f"Outputs and PNG quick-looks in {OUT}:")
     for path in sorted(OUT.iterdir()):

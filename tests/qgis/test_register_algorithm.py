@@ -59,11 +59,23 @@ def test_register_no_overlap_is_a_clear_error_and_writes_nothing(run_alg, tmp_pa
 
 def test_register_headless_on_the_real_pair(tmp_path, pair):
     ref, target = pair
+    # defaults: SIFT + the shipped CNN descriptor, affine
     proc = subprocess.run([str(ROOT / "scripts" / "qgis_process"), "--json", "run", "cloudfree:register", "--",
-                           f"REFERENCE={ref}", f"INPUT={target}", "METHOD=1", "TRANSFORM=0",
+                           f"REFERENCE={ref}", f"INPUT={target}",
                            f"OUTPUT={tmp_path / 'reg.tif'}", f"OUTPUT_TIEPOINTS={tmp_path / 'tp.gpkg'}"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = json.loads(proc.stdout)["results"]
     assert float(results["SHIFT_Y"]) == pytest.approx(-1.8, abs=0.2)
     assert raster.raster_info(str(tmp_path / "reg.tif")).crs_label() == "EPSG:32633"
+
+
+def test_register_fine_tunes_the_descriptor_on_the_reference(run_alg, tmp_path):
+    sample = ROOT / "sample_data"
+    result = run_alg("cloudfree:register", {
+        "REFERENCE": str(sample / "s2_registration_reference_20160608_crop.tif"),
+        "INPUT": str(sample / "s2_registration_target_20160529_crop.tif"), "METHOD": 0, "FINE_TUNE_STEPS": 5,
+        "TRANSFORM": 1, "OUTPUT": str(tmp_path / "r.tif"), "OUTPUT_TIEPOINTS": str(tmp_path / "t.gpkg")})
+    assert result["SHIFT_X"] == pytest.approx(0.6, abs=0.2) and result["SHIFT_Y"] == pytest.approx(-1.75, abs=0.2)
+    assert abs(result["ROTATION"]) < 0.05 and result["SCALE"] == pytest.approx(1.0, abs=1e-3)
+    assert sorted(os.listdir(tmp_path)) == ["r.tif", "t.gpkg"]  # the fine-tuned model was temporary

@@ -46,13 +46,20 @@ def trained(shared_data, tmp_path_factory):
 @pytest.mark.parametrize("bands", [3, 4, 6])
 @pytest.mark.parametrize("tile", [64, 128])
 def test_generator_output_shapes(bands, tile):
-    for with_mask in (False, True):
+    for kind, with_mask in (("plain", False), ("plain", True), ("fill_residual", True)):
         cin = bands + int(with_mask)
-        g = cr.build_generator(cin, bands, "small", depth=5 if tile == 64 else 6, base=8, max_channels=32).eval()
+        g = cr.build_generator(cin, bands, "small", kind=kind, depth=5 if tile == 64 else 6, base=8,
+                               max_channels=32).eval()
+        x = torch.randn(2, cin, tile, tile)
+        if with_mask:
+            x[:, bands] = (x[:, bands] > 0).float()
         with torch.no_grad():
-            y = g(torch.randn(2, cin, tile, tile))
+            y = g(x)
         assert y.shape == (2, bands, tile, tile)
-        assert float(y.abs().max()) <= 1.0
+        if kind == "plain":
+            assert float(y.abs().max()) <= 1.0  # tanh output
+        else:
+            assert torch.isfinite(y).all()  # the fill plus a tanh residual
 
 
 def test_model_sizes_and_tile_check(shared_data):
@@ -148,7 +155,9 @@ def test_model_file_metadata(trained):
     assert meta.extra_channels == ["cloud_mask"]
     assert meta.normalization["scheme"] == "per_band_clear_percentile"
     assert meta.training["inference_dropout"] is False
-    assert meta.tile_size == 64 and meta.hyperparameters["in_channels"] == 5
+    hp = meta.hyperparameters  # the default generator refines a smooth fill: 4 bands + the mask channel
+    assert meta.architecture == "fill_residual_generator" and meta.tile_size == 64
+    assert hp["bands"] == 4 and hp["extra_channels"] == 1
     assert not model.training
 
 

@@ -75,3 +75,12 @@ def test_missing_and_foreign_files(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(ModelFileError, match="no CloudFree metadata"):
         weights.load_model(str(tmp_path / "foreign.safetensors"))
+
+
+def test_update_metadata_keeps_tensors(tmp_path):
+    model, _ = small_unet_file(tmp_path / "m.safetensors")
+    weights.update_metadata(str(tmp_path / "m.safetensors"), metrics={"held_out": {"psnr": 20.0}})
+    loaded, meta = weights.load_model(str(tmp_path / "m.safetensors"))
+    assert meta.metrics == {"held_out": {"psnr": 20.0}} and meta.bands == ["blue", "green", "red", "nir"]
+    x = torch.rand(1, 4, 64, 64)
+    assert torch.equal(loaded(x), model.eval()(x))
