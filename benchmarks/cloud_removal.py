@@ -21,7 +21,6 @@ pass on the same number of tiles in memory; ratio and peak RSS, each size in its
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -42,12 +41,9 @@ MODEL = ROOT / "models" / "weights" / "cloud_removal_small.safetensors"
 
 
 def engine():
-    if "cloudfree" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("cloudfree", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["cloudfree"] = module
-        spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cloudfree_import  # noqa: F401  (registers this checkout as the package `cloudfree`)
+
     from cloudfree.models import cloud_removal, clouds, metrics, raster
 
     return cloud_removal, clouds, metrics, raster

@@ -875,6 +875,17 @@ def _block_maps(result: RegistrationResult, x0: int, y0: int, w: int, h: int):
     return mx, my
 
 
+def _source_window(mx: np.ndarray, my: np.ndarray, sensed: RasterInfo) -> tuple:
+    """Pixels of a block whose source position falls inside the sensed raster, and the sensed
+    window ``(x0, y0, x1, y1)`` they need (2 px of margin for bilinear/cubic interpolation)."""
+    inside = (mx > -0.5) & (mx < sensed.width - 0.5) & (my > -0.5) & (my < sensed.height - 0.5)
+    if not inside.any():
+        return inside, (0, 0, 0, 0)
+    return inside, (max(0, int(math.floor(mx[inside].min())) - 2), max(0, int(math.floor(my[inside].min())) - 2),
+                    min(sensed.width, int(math.ceil(mx[inside].max())) + 3),
+                    min(sensed.height, int(math.ceil(my[inside].max())) + 3))
+
+
 def _write_registered(result, reference: RasterInfo, sensed: RasterInfo, out_path: str, resampling: str,
                       block: int, protect=(), progress=None, cancelled=None) -> str:
     import cv2
@@ -901,12 +912,8 @@ def _write_registered(result, reference: RasterInfo, sensed: RasterInfo, out_pat
                 w, h = min(block, reference.width - bx), min(block, reference.height - by)
                 mx, my = _block_maps(result, bx, by, w, h)
                 res = np.full((nb, h, w), out_nd, dtype=dtype)
-                inside = (mx > -0.5) & (mx < sensed.width - 0.5) & (my > -0.5) & (my < sensed.height - 0.5)
+                inside, (sx0, sy0, sx1, sy1) = _source_window(mx, my, sensed)
                 if inside.any():
-                    sx0 = max(0, int(math.floor(mx[inside].min())) - 2)
-                    sy0 = max(0, int(math.floor(my[inside].min())) - 2)
-                    sx1 = min(sensed.width, int(math.ceil(mx[inside].max())) + 3)
-                    sy1 = min(sensed.height, int(math.ceil(my[inside].max())) + 3)
                     mxf, myf = (mx - sx0).astype(np.float32), (my - sy0).astype(np.float32)
                     valid_all = inside.copy()
                     for b in range(nb):
@@ -997,12 +1004,8 @@ def _write_checkerboard(result, reference: RasterInfo, reference_band: int, sens
                 a = rband.ReadAsArray(bx, by, w, h).astype(np.float32)
                 mx, my = _block_maps(result, bx, by, w, h)
                 b = np.full((h, w), -9999.0, np.float32)
-                inside = (mx > -0.5) & (mx < sensed.width - 0.5) & (my > -0.5) & (my < sensed.height - 0.5)
+                inside, (sx0, sy0, sx1, sy1) = _source_window(mx, my, sensed)
                 if inside.any():
-                    sx0 = max(0, int(math.floor(mx[inside].min())) - 2)
-                    sy0 = max(0, int(math.floor(my[inside].min())) - 2)
-                    sx1 = min(sensed.width, int(math.ceil(mx[inside].max())) + 3)
-                    sy1 = min(sensed.height, int(math.ceil(my[inside].max())) + 3)
                     arr = sband.ReadAsArray(sx0, sy0, sx1 - sx0, sy1 - sy0).astype(np.float32)
                     vals = cv2.remap(arr, (mx - sx0).astype(np.float32), (my - sy0).astype(np.float32), interp,
                                      borderMode=cv2.BORDER_CONSTANT, borderValue=-9999.0)

@@ -7,7 +7,6 @@ it did. Add a step for each new capability.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,12 +20,9 @@ RGB = (3, 2, 1)  # the sample's bands are blue, green, red, NIR
 
 
 def engine():
-    if "cloudfree" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("cloudfree", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["cloudfree"] = module
-        spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cloudfree_import  # noqa: F401  (registers this checkout as the package `cloudfree`)
+
     from cloudfree.models import quicklook
 
     return quicklook

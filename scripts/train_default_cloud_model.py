@@ -15,7 +15,6 @@ s2_cloud_pair is the held-out test: no pixel of it is read here.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -28,12 +27,9 @@ DATA = ROOT.parent / "shared" / "data"
 
 
 def engine():
-    if "cloudfree" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("cloudfree", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["cloudfree"] = module
-        spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cloudfree_import  # noqa: F401  (registers this checkout as the package `cloudfree`)
+
     import cloudfree.models.cloud_removal as cr
     import cloudfree.models.raster as raster
 

@@ -4,7 +4,6 @@ The repository root is the plugin folder, but a clone may be called anything
 (``main``, ``fresh``...), so the package is registered under its plugin name here.
 """
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -16,18 +15,9 @@ SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
 SAMPLE_DATA = ROOT / "sample_data"
 
 
-def _register_package() -> None:
-    if "cloudfree" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        "cloudfree", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cloudfree"] = module
-    spec.loader.exec_module(module)
+sys.path.insert(0, str(ROOT / "scripts"))
+import cloudfree_import  # noqa: E402,F401  (registers this checkout as the package `cloudfree`)
 
-
-_register_package()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
