@@ -19,6 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import cloudfree_import  # noqa: E402,F401  (registers this checkout as the package `cloudfree`)
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# QGIS computes statistics when it loads a raster and GDAL would save them beside the input
+# (INPUT.aux.xml): the tests, like the plugin's headless wrapper, never touch an input.
+os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
 
 
 @pytest.fixture(scope="session")
