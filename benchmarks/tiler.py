@@ -42,6 +42,10 @@ def make_network(name: str):
     from torch import nn
 
     torch.manual_seed(0)
+    if name == "pix2pix-full":  # the paper's 8 levels x 64 filters, the GPU model
+        from cloudfree.models.networks import UNetGenerator
+
+        return UNetGenerator(4, 4, depth=8, base=64, max_channels=512, norm="instance").eval()
     if name == "conv3":
         net = nn.Sequential(nn.Conv2d(4, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
                             nn.Conv2d(16, 4, 3, padding=1))
@@ -116,7 +120,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--network", choices=["pix2pix", "conv3"], default="pix2pix")
+    ap.add_argument("--network", choices=["pix2pix", "pix2pix-full", "conv3"], default="pix2pix")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
