@@ -63,8 +63,9 @@ Training data (:class:`TrainingSource`)
 
 Checkpoints (a folder)
     ``step_XXXXXXXX/`` holds ``generator.safetensors``, ``discriminator.safetensors``,
-    ``optimizers.pt`` (Adam states, plain tensors, read back with ``torch.load(...,
-    weights_only=True)``) and ``state.json`` (step counter, losses, validation history);
+    ``optimizers.pt`` (Adam states, plain tensors, read back with
+    ``torch.load(path, weights_only=True)``, which never unpickles code) and ``state.json``
+    (step counter, losses, validation history);
     ``latest.json`` names the last complete one. A checkpoint is written into a temporary
     folder and renamed, then ``latest.json`` is replaced atomically, so a cancelled or
     crashed run always keeps its last good checkpoint. Resuming continues the step count,
