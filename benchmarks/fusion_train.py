@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402,F401  (registers the package as ``cloudfree``)
+sys.path.insert(0, str(ROOT / "scripts"))
+import cloudfree_import  # noqa: E402,F401  (registers this checkout as the package `cloudfree`)
 
 import torch  # noqa: E402
 

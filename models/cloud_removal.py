@@ -717,7 +717,7 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
     import torch
     from torch import nn
 
-    from .networks import PatchDiscriminator, UNetGenerator
+    from .networks import PatchDiscriminator
     from .runtime import describe_device, select_device
     from .weights import ModelMetadata, save_model
 

@@ -67,9 +67,15 @@ class ModelMetadata:
 
 def save_model(path: str, module, metadata: ModelMetadata) -> str:
     """Write ``module``'s weights and ``metadata`` atomically (temporary file, then rename)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    _write_atomic(path, state, metadata)
+    return path
+
+
+def _write_atomic(path: str, state: dict, metadata: ModelMetadata) -> None:
+    """safetensors file written beside ``path`` under a hidden name, then renamed into place."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex[:8]}")
@@ -79,7 +85,6 @@ def save_model(path: str, module, metadata: ModelMetadata) -> str:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
 
 
 def read_metadata(path: str) -> ModelMetadata:
@@ -156,19 +161,12 @@ def shipped_model(filename: str) -> str:
 
 def update_metadata(path: str, **changes) -> ModelMetadata:
     """Rewrite a model file's metadata (e.g. to add held-out metrics); tensors are copied unchanged."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     meta = read_metadata(path)
     for key, value in changes.items():
         if not hasattr(meta, key):
             raise KeyError(key)
         setattr(meta, key, value)
-    state = load_file(str(path))
-    tmp = f"{path}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        save_file(state, tmp, metadata={METADATA_KEY: meta.to_json()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _write_atomic(path, load_file(str(path)), meta)
     return meta

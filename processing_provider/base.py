@@ -81,6 +81,31 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
             infos.append(raster_info(layer.source().split("|")[0], layer.name()))
         return infos
 
+    def dates_and_masks(self, parameters, context, what: str) -> tuple:
+        """``(dates, masks or None)`` from the INPUTS and MASKS parameters: 2 dates or more, one mask per date."""
+        dates = self.raster_infos(parameters, "INPUTS", context)
+        masks = self.raster_infos(parameters, "MASKS", context) or None
+        if len(dates) < 2:
+            raise QgsProcessingException(f"{what} needs at least 2 dates; {len(dates)} given.")
+        if masks is not None and len(masks) != len(dates):
+            raise QgsProcessingException(f"{len(masks)} mask layer(s) for {len(dates)} dates: give one mask per "
+                                         "date, in the same order, or none.")
+        return dates, masks
+
+    def model_file(self, parameters, name: str, context, default: str) -> str:
+        """The model file a parameter names, or the shipped ``default`` (in models/weights/)."""
+        from ..models.weights import shipped_model
+
+        path = self.parameterAsFile(parameters, name, context) or shipped_model(default)
+        if not os.path.exists(path):
+            raise QgsProcessingException(f"Model file '{path}' does not exist.")
+        return path
+
+    def model_output(self, parameters, name: str, context) -> str:
+        """Destination of a trained model, with the ``.safetensors`` extension the loaders expect."""
+        path = self.parameterAsFileOutput(parameters, name, context)
+        return path if path.endswith(".safetensors") else path + ".safetensors"
+
     @staticmethod
     def callbacks(feedback: QgsProcessingFeedback):
         """Engine-style ``progress(fraction, message)`` and ``cancelled()`` bound to ``feedback``."""

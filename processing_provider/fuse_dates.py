@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
@@ -65,21 +62,12 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.fusion import fuse_rasters
         from ..models.raster import parse_bands
-        from ..models.weights import shipped_model
 
-        inputs = self.raster_infos(parameters, "INPUTS", context)
-        masks = self.raster_infos(parameters, "MASKS", context) or None
-        if len(inputs) < 2:
-            raise QgsProcessingException(f"Fusion needs at least 2 dates; {len(inputs)} given.")
-        if masks is not None and len(masks) != len(inputs):
-            raise QgsProcessingException(f"{len(masks)} mask layer(s) for {len(inputs)} dates: give one mask per "
-                                         "date, in the same order, or none.")
+        inputs, masks = self.dates_and_masks(parameters, context, "Fusion")
         method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0]
         model = None
         if method == "quality":
-            model = self.parameterAsFile(parameters, "MODEL", context) or shipped_model(DEFAULT_MODEL)
-            if not os.path.exists(model):
-                raise QgsProcessingException(f"Model file '{model}' does not exist.")
+            model = self.model_file(parameters, "MODEL", context, DEFAULT_MODEL)
         bands = parse_bands(self.parameterAsString(parameters, "BANDS", context), inputs[0].band_count,
                             inputs[0].name)
         out = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context))

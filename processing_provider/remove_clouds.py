@@ -60,14 +60,12 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.cloud_removal import remove_clouds
         from ..models.raster import parse_bands
-        from ..models.weights import read_metadata, shipped_model
+        from ..models.weights import read_metadata
 
         src = self.raster_info(parameters, "INPUT", context)
         mask = self.raster_info(parameters, "MASK", context, optional=True)
         aux = self.raster_info(parameters, "AUX", context, optional=True)
-        model = self.parameterAsFile(parameters, "MODEL", context) or shipped_model(DEFAULT_MODEL)
-        if not os.path.exists(model):
-            raise QgsProcessingException(f"Model file '{model}' does not exist.")
+        model = self.model_file(parameters, "MODEL", context, DEFAULT_MODEL)
         meta = read_metadata(model)
         band_text = self.parameterAsString(parameters, "BANDS", context)
         if not band_text and src.band_count < meta.band_count:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -96,9 +94,7 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
                              lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
                              seed=self.parameterAsInt(parameters, "SEED", context),
                              device=device_value(self, parameters, context))
-        model_path = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
-        if not model_path.endswith(".safetensors"):
-            model_path += ".safetensors"
+        model_path = self.model_output(parameters, "OUTPUT_MODEL", context)
         checkpoints = model_path + ".checkpoints"
         resume = self.parameterAsFile(parameters, "RESUME_FROM", context) or None
         feedback.pushInfo(f"{'Paired' if cloudy else 'Synthetic-cloud'} training on '{clear.name}' bands {bands}; "

@@ -95,12 +95,7 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
         from ..models.fusion import FusionTrainConfig, report_html, train_fusion
         from ..models.raster import check_same_grid, rasterize_labels
 
-        dates = self.raster_infos(parameters, "INPUTS", context)
-        masks = self.raster_infos(parameters, "MASKS", context) or None
-        if len(dates) < 2:
-            raise QgsProcessingException(f"Training needs at least 2 dates; {len(dates)} given.")
-        if masks is not None and len(masks) != len(dates):
-            raise QgsProcessingException(f"{len(masks)} mask layer(s) for {len(dates)} dates: one mask per date.")
+        dates, masks = self.dates_and_masks(parameters, context, "Training")
         check_same_grid(dates + (masks or []))
         labels = self.raster_info(parameters, "LABELS", context, optional=True)
         polygons = self.parameterAsVectorLayer(parameters, "LABEL_POLYGONS", context)
@@ -131,9 +126,7 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
                 device=device_value(self, parameters, context))
             if mode == "both" and not masks:
                 config.mode = "weak"  # without masks no date is known to be clear
-            model_path = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
-            if not model_path.endswith(".safetensors"):
-                model_path += ".safetensors"
+            model_path = self.model_output(parameters, "OUTPUT_MODEL", context)
             feedback.pushInfo(f"Training the fusion quality network ({config.mode} supervision) on {len(dates)} "
                               f"dates for {epochs} epochs")
             result = train_fusion(config, model_path, progress=progress, cancelled=cancelled)
