@@ -24,8 +24,10 @@ Normalisation (scheme ``per_band_clear_percentile``, stored in the model metadat
     rescaled floats), so nothing assumes a fixed range. For every band, the ``p2`` and
     ``p98`` percentiles of the image's own *clear, valid* pixels are computed on a decimated
     read (at most 1024 x 1024 pixels; clear = not selected by the cloud mask, when there is
-    one). Values are mapped linearly so that ``p2 -> -0.8`` and ``p98 -> +0.8`` and clipped to
-    ``[-2, 2]`` (clouds are far brighter than p98; the clip keeps them bounded). The tanh
+    one). Values are mapped linearly so that ``p2 -> -0.8`` and ``p98 -> +0.8``; beyond
+    ``+-2`` they are compressed logarithmically (``2 + log(1 + (|v| - 2))``): clouds are far
+    brighter than p98, and a hard clip (files made before this option) erased the faint
+    ground signal under thin clouds that the network needs to unmix them. The tanh
     output lives in ``[-1, 1]``, i.e. up to 25 % of the p2..p98 range beyond each end, and is
     mapped back with the same statistics of the same image. In training the target (the
     clear image) is normalised with the statistics of the *input* image, exactly as at
@@ -113,7 +115,8 @@ DEFAULT_NORMALIZATION = {
     "low_percentile": 2.0,
     "high_percentile": 98.0,
     "target": 0.8,     # p_low -> -target, p_high -> +target
-    "clip": 2.0,       # normalised inputs are clipped to [-clip, clip]
+    "clip": 2.0,       # normalised inputs beyond +-clip are compressed ("log") or clipped ("clip")
+    "beyond_clip": "log",
     "sample": 1024,    # statistics from a decimated read of at most sample x sample pixels
     "mask_channel": "1 = masked (cloud/shadow/missing/nodata), 0 = clear",
 }
@@ -193,7 +196,12 @@ def normalize(x: np.ndarray, stats: dict, normalization: dict | None = None) -> 
     mid, half = _mid_half(stats)
     shape = (-1,) + (1,) * (x.ndim - 1) if x.ndim == 3 else (1, -1) + (1,) * (x.ndim - 2)
     y = (x - mid.reshape(shape)) / half.reshape(shape) * norm["target"]
-    y = np.clip(y, -norm["clip"], norm["clip"])
+    c = norm["clip"]
+    if norm.get("beyond_clip", "clip") == "log":
+        a = np.abs(y)
+        y = np.where(a > c, np.sign(y) * (c + np.log1p(np.maximum(a - c, 0.0))), y)
+    else:
+        y = np.clip(y, -c, c)
     return np.nan_to_num(y, nan=0.0).astype(np.float32)
 
 
@@ -473,13 +481,19 @@ class CropSampler:
             ok = [ok[i] for i in idx]
         return [(k, w) for _, k, w in ok]
 
-    def validation_set(self, max_tiles: int = 8, seed: int = 12345):
-        """Fixed validation arrays (no augmentation, fixed synthetic clouds): ``(x, y, known, mask)``."""
+    def validation_set(self, max_tiles: int = 8, seed: int = 12345, repeats: int = 1):
+        """Fixed validation arrays (no augmentation, fixed synthetic clouds): ``(x, y, known, mask)``.
+
+        ``repeats`` > 1 draws that many different synthetic cloud fields over every window of a
+        synthetic source (validation blocks are small; more fields make the figures steadier).
+        """
         rng = np.random.default_rng(seed)
         items = []
         for k, w in self.validation_windows(max_tiles):
             o = self.sources[k]
-            items.append(self._make(o, o.read(w), rng, int(rng.integers(2 ** 31)), augment=False))
+            d = o.read(w)
+            for _ in range(1 if o.src.paired else max(1, int(repeats))):
+                items.append(self._make(o, d, rng, int(rng.integers(2 ** 31)), augment=False))
         return tuple(np.stack([it[i] for it in items]) for i in range(4))
 
 
@@ -499,6 +513,7 @@ class TrainConfig:
     tile: Optional[int] = None
     norm: str = "instance"
     dropout: float = 0.5
+    upsample: str = "transpose"           # decoder: transpose (pix2pix) or resize (bilinear x2 + 3x3 conv)
     disc_base: Optional[int] = None
     disc_layers: int = 3
     batch_size: int = 4
@@ -508,6 +523,8 @@ class TrainConfig:
     beta2: float = 0.999
     lr_decay_start: float = 0.5           # fraction of the steps after which lr decays linearly to 0
     lambda_l1: float = 100.0
+    lambda_gan: float = 1.0               # weight of the adversarial term (pix2pix: 1; 0 = L1 only, a diagnostic)
+    mask_l1_weight: float = 1.0           # L1 weight of a masked pixel relative to a clear one
     gan_mode: str = "vanilla"             # vanilla (BCE) or lsgan
     use_mask_channel: bool = True
     generator: str = "fill_residual"      # fill_residual (refines a smooth fill) or plain (pix2pix U-Net)
@@ -516,8 +533,10 @@ class TrainConfig:
     augment: bool = True
     val_every: int = 200
     val_tiles: int = 8
+    val_repeats: int = 1                  # synthetic cloud fields per validation window
     checkpoint_every: int = 200
     num_samples: int = 3
+    keep_best: bool = True                # save the generator of the best validation, not the last step
     seed: int = 0
     device: str = "auto"
     num_threads: Optional[int] = None
@@ -554,24 +573,24 @@ class TrainResult:
 
 
 def generator_hyperparameters(in_channels: int, out_channels: int, p: dict, norm: str = "instance",
-                              dropout: float = 0.5) -> dict:
+                              dropout: float = 0.5, upsample: str = "transpose") -> dict:
     return {"in_channels": int(in_channels), "out_channels": int(out_channels), "depth": int(p["depth"]),
             "base": int(p["base"]), "max_channels": int(p["max_channels"]), "norm": norm,
-            "dropout": float(dropout), "dropout_blocks": min(3, int(p["depth"]) - 1)}
+            "dropout": float(dropout), "dropout_blocks": min(3, int(p["depth"]) - 1), "upsample": upsample}
 
 
 GENERATORS = {"fill_residual": "fill_residual_generator", "plain": "unet_generator"}
 
 
 def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm: str = "instance",
-                   dropout: float = 0.5) -> tuple:
+                   dropout: float = 0.5, upsample: str = "transpose") -> tuple:
     """``(architecture, hyperparameters)`` of a generator kind (see :data:`GENERATORS`).
 
     ``fill_residual`` (default) refines a smooth fill of the masked pixels
     (:class:`networks.FillResidualGenerator`; it needs the mask channel right after the bands);
     ``plain`` is the original pix2pix U-Net that sees the cloudy pixels only.
     """
-    hp = generator_hyperparameters(in_channels, out_channels, p, norm, dropout)
+    hp = generator_hyperparameters(in_channels, out_channels, p, norm, dropout, upsample)
     if kind == "plain":
         return GENERATORS[kind], hp
     if kind != "fill_residual":
@@ -582,13 +601,14 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
 
 def build_generator(in_channels: int, out_channels: int, size: str = "small", kind: str = "fill_residual",
                     **overrides):
-    """A fresh generator of one of :data:`MODEL_SIZES` (``overrides``: depth, base, max_channels, norm, dropout)."""
+    """A fresh generator of one of :data:`MODEL_SIZES` (``overrides``: depth, base, max_channels, norm, dropout,
+    upsample)."""
     from .networks import build
 
     p = dict(MODEL_SIZES[size])
     p.update({k: v for k, v in overrides.items() if k in ("depth", "base", "max_channels") and v is not None})
     arch, hp = generator_spec(kind, in_channels, out_channels, p, overrides.get("norm", "instance"),
-                              overrides.get("dropout", 0.5))
+                              overrides.get("dropout", 0.5), overrides.get("upsample", "transpose"))
     return build(arch, hp)
 
 
@@ -602,7 +622,7 @@ def _val_metrics(fake: np.ndarray, target: np.ndarray, known: np.ndarray, mask: 
     except Exception:  # pragma: no cover - the metrics module is optional here
         _psnr = _ssim = None
     f, t = to_display(fake), to_display(target)
-    l1s, ps, ss, pm = [], [], [], []
+    l1s, ps, ss, pm, sm = [], [], [], [], []
     for i in range(f.shape[0]):
         k = known[i]
         if not k.any():
@@ -614,11 +634,18 @@ def _val_metrics(fake: np.ndarray, target: np.ndarray, known: np.ndarray, mask: 
             km = k & mask[i]
             if km.sum() > 0:
                 pm.append(_psnr(f[i], t[i], 1.0, mask=km))
+                sm.append(_ssim(f[i], t[i], 1.0, mask=km))
         else:
             mse = float(np.mean((f[i][:, k] - t[i][:, k]) ** 2))
             ps.append(10 * math.log10(1.0 / max(mse, 1e-12)))
     fin = lambda v: float(np.mean([min(x, 100.0) for x in v])) if v else float("nan")  # noqa: E731
-    return {"l1": fin(l1s), "psnr": fin(ps), "ssim": fin(ss), "psnr_masked": fin(pm)}
+    return {"l1": fin(l1s), "psnr": fin(ps), "ssim": fin(ss), "psnr_masked": fin(pm), "ssim_masked": fin(sm)}
+
+
+def validation_score(m: dict) -> float:
+    """Model selection score: PSNR + 20 x SSIM inside the clouds (a 0.05 SSIM gain counts as 1 dB)."""
+    p, s_ = m.get("psnr_masked", float("nan")), m.get("ssim_masked", float("nan"))
+    return -math.inf if not (math.isfinite(p) and math.isfinite(s_)) else p + 20.0 * s_
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -733,7 +760,10 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
     nb = sampler.band_count
     if config.generator == "fill_residual" and not config.use_mask_channel:
         raise InputError("The fill_residual generator needs the mask channel (use_mask_channel=True).")
-    arch, hp = generator_spec(config.generator, sampler.in_channels, nb, p, config.norm, config.dropout)
+    if config.upsample not in ("transpose", "resize"):
+        raise InputError(f"Unknown upsample '{config.upsample}': transpose or resize.")
+    arch, hp = generator_spec(config.generator, sampler.in_channels, nb, p, config.norm, config.dropout,
+                              config.upsample)
     torch.manual_seed(config.seed)
     from .networks import build as build_network
 
@@ -757,8 +787,20 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
         if log:
             log(f"Resumed from {resolve_checkpoint(resume_from)} at step {step}.")
 
-    vx, vy, vk, vm = sampler.validation_set(config.val_tiles, seed=config.seed + 777)
+    vx, vy, vk, vm = sampler.validation_set(config.val_tiles, seed=config.seed + 777, repeats=config.val_repeats)
     vx_t = torch.from_numpy(vx).to(device)
+
+    best = {"score": -math.inf, "step": None, "state": None}
+    best_file = os.path.join(checkpoint_dir, "best_generator.safetensors") if checkpoint_dir else None
+    if resume_from and config.keep_best:
+        folder = os.path.dirname(resolve_checkpoint(resume_from))
+        if os.path.isfile(os.path.join(folder, "best_generator.safetensors")):
+            from safetensors.torch import load_file
+
+            best_file_in = os.path.join(folder, "best_generator.safetensors")
+            best["state"] = load_file(best_file_in)
+            best["step"] = max((v for v in history["val"] if v["step"] <= step), key=validation_score)["step"]
+            best["score"] = max(validation_score(v) for v in history["val"] if v["step"] <= step)
 
     def validate():
         G.eval()
@@ -769,7 +811,18 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
         m["step"] = step
         history["val"].append(m)
         if log:
-            log(f"step {step}: validation L1 {m['l1']:.4f}, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}")
+            log(f"step {step}: validation L1 {m['l1']:.4f}, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}; "
+                f"inside the clouds PSNR {m['psnr_masked']:.2f} dB, SSIM {m['ssim_masked']:.3f}")
+        if config.keep_best and step > 0 and validation_score(m) > best["score"]:
+            best.update(score=validation_score(m), step=step,
+                        state={k: v.detach().cpu().clone().contiguous() for k, v in G.state_dict().items()})
+            if best_file:
+                from safetensors.torch import save_file
+
+                os.makedirs(checkpoint_dir, exist_ok=True)
+                tmp = f"{best_file}.{uuid.uuid4().hex[:8]}"
+                save_file(best["state"], tmp)
+                os.replace(tmp, best_file)
         return fake
 
     if log:
@@ -791,10 +844,11 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
             it_t0 = time.perf_counter()
             rng = np.random.default_rng([config.seed, step])
             torch.manual_seed(config.seed * 1_000_003 + step)
-            x, y, known, _ = sampler.batch(config.batch_size, rng)
+            x, y, known, masked = sampler.batch(config.batch_size, rng)
             x = torch.from_numpy(x).to(device)
             y = torch.from_numpy(y).to(device)
-            w = torch.from_numpy(known[:, None].astype(np.float32)).to(device)
+            w = known * (1.0 + (config.mask_l1_weight - 1.0) * masked)
+            w = torch.from_numpy(w[:, None].astype(np.float32)).to(device)
             lr = _lr_at(step, config)
             for opt in (opt_g, opt_d):
                 for g in opt.param_groups:
@@ -814,7 +868,7 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
             opt_g.zero_grad(set_to_none=True)
             g_gan = gan_loss(D(torch.cat([x, fake], 1)), True)
             g_l1 = ((fake - y).abs() * w).sum() / (w.sum() * nb).clamp(min=1.0)
-            loss_g = g_gan + config.lambda_l1 * g_l1
+            loss_g = config.lambda_gan * g_gan + config.lambda_l1 * g_l1
             loss_g.backward()
             opt_g.step()
             step += 1
@@ -845,6 +899,13 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
     run_seconds = time.perf_counter() - run_t0
     history["seconds"] = history.get("seconds", 0.0) + run_seconds
 
+    selected = step
+    if config.keep_best and best["state"] is not None:
+        G.load_state_dict(best["state"], strict=True)
+        selected = best["step"]
+        if log:
+            log(f"Keeping the generator of step {selected} (best validation score "
+                f"{best['score']:.2f} = PSNR + 20 x SSIM inside the clouds).")
     # samples for the report: the first validation crops, generated with dropout off
     G.eval()
     n = min(config.num_samples, len(vx))
@@ -853,14 +914,15 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
     samples = [{"cloudy": to_display(vx[i, :nb]), "generated": to_display(fake[i]), "clear": to_display(vy[i]),
                 "composite": to_display(np.where(vm[i][None], fake[i], vx[i, :nb])),
                 "mask": vm[i].astype(np.uint8)} for i in range(n)]
-    metrics = {k: v for k, v in (history["val"][-1].items() if history["val"] else []) if k != "step"}
+    chosen = [v for v in history["val"] if v["step"] == selected] or history["val"][-1:]
+    metrics = {k: v for k, v in (chosen[-1].items() if chosen else []) if k != "step"}
     band_names = config.band_names or [f"band_{b}" for b in sampler.sources[0].bands]
     extra = (["cloud_mask"] if config.use_mask_channel else []) + [
         f"aux:{ai.name}:{b}" for ai, ab in sampler.sources[0].aux_infos for b in ab]
     meta = ModelMetadata(
         task=TASK, architecture=arch, hyperparameters=hp, bands=list(band_names),
         extra_channels=extra, normalization=dict(DEFAULT_NORMALIZATION), tile_size=tile,
-        training={"config": config.to_json_dict(), "steps": step, "discriminator": d_hp,
+        training={"config": config.to_json_dict(), "steps": step, "selected_step": selected, "discriminator": d_hp,
                   "inference_dropout": False, "loss": f"{config.gan_mode} GAN + {config.lambda_l1} x L1",
                   "validation": "last val_fraction of the rows of each source",
                   "sources": [o.name for o in sampler.sources]},
@@ -971,7 +1033,8 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     dev = select_device(device)
     model, meta = load_model(model_path, task=TASK, band_count=len(bands), layer=src.name, device=dev)
     model.eval()  # dropout off, deterministic (see module docstring)
-    norm = {**DEFAULT_NORMALIZATION, **(meta.normalization or {})}
+    # files written before "beyond_clip" existed clipped their inputs
+    norm = {**DEFAULT_NORMALIZATION, "beyond_clip": "clip", **(meta.normalization or {})}
     if norm.get("scheme") != NORMALIZATION_SCHEME:
         raise ModelFileError(f"Model '{os.path.basename(model_path)}' uses normalisation "
                              f"'{norm.get('scheme')}', which this CloudFree does not know.")

@@ -3,7 +3,10 @@
 - :class:`UNetGenerator` is the pix2pix generator (Isola et al., 2017): 4x4 stride-2
   convolutions down, transposed convolutions up, skip connections, LeakyReLU(0.2) down,
   ReLU up, dropout in the innermost decoder blocks, tanh output. ``depth`` and ``base``
-  scale it from a CPU-sized model to the paper's 8 levels x 64 filters.
+  scale it from a CPU-sized model to the paper's 8 levels x 64 filters. ``upsample="resize"``
+  swaps each 4x4 stride-2 transposed convolution for a bilinear x2 resize and a 3x3
+  convolution, which cannot produce the checkerboard pattern of uneven kernel overlap
+  (Odena et al., "Deconvolution and checkerboard artifacts", Distill 2016).
 - :class:`PatchDiscriminator` is the conditional PatchGAN (70x70 receptive field with 3 layers).
 - :class:`UNet` is a classic 3x3-convolution U-Net for per-pixel outputs (segmentation,
   fusion quality scores), with the channel widths given explicitly.
@@ -28,14 +31,25 @@ def _norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm '{kind}' (batch, instance or none)")
 
 
+def _up(kind: str, cin: int, cout: int, bias: bool) -> nn.Module:
+    """x2 upsampling layer of the generator's decoder."""
+    if kind == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                         nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
+
+
 class UNetGenerator(nn.Module):
     """pix2pix U-Net generator; input tiles must be divisible by ``2 ** depth``."""
 
     def __init__(self, in_channels: int, out_channels: int, depth: int = 8, base: int = 64,
-                 max_channels: int = 512, norm: str = "batch", dropout: float = 0.5, dropout_blocks: int = 3):
+                 max_channels: int = 512, norm: str = "batch", dropout: float = 0.5, dropout_blocks: int = 3,
+                 upsample: str = "transpose"):
         super().__init__()
         if depth < 2:
             raise ValueError("depth must be at least 2")
+        if upsample not in ("transpose", "resize"):
+            raise ValueError(f"unknown upsample '{upsample}' (transpose or resize)")
         ch = [min(base * 2 ** i, max_channels) for i in range(depth)]
         use_bias = norm != "batch"
         self.depth = depth
@@ -51,13 +65,11 @@ class UNetGenerator(nn.Module):
         # up[j] maps level depth-1-j back to depth-2-j; the innermost takes no skip
         for j, i in enumerate(range(depth - 1, 0, -1)):
             cin = ch[i] if j == 0 else 2 * ch[i]
-            layers = [nn.ReLU(inplace=True), nn.ConvTranspose2d(cin, ch[i - 1], 4, 2, 1, bias=use_bias),
-                      _norm(norm, ch[i - 1])]
+            layers = [nn.ReLU(inplace=True), _up(upsample, cin, ch[i - 1], use_bias), _norm(norm, ch[i - 1])]
             if j < dropout_blocks and dropout > 0:
                 layers.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*layers))
-        self.final = nn.Sequential(nn.ReLU(inplace=True), nn.ConvTranspose2d(2 * ch[0], out_channels, 4, 2, 1),
-                                   nn.Tanh())
+        self.final = nn.Sequential(nn.ReLU(inplace=True), _up(upsample, 2 * ch[0], out_channels, True), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -113,16 +125,22 @@ class FillResidualGenerator(nn.Module):
     by :func:`smooth_fill`; the U-Net sees ``cat(fill, input)`` and its tanh output is added to
     the fill as a residual. The worst case is therefore a smooth interpolation (what classical
     inpainting gives), and the network spends its capacity on what interpolation cannot know:
-    texture, thin-cloud signal, context.
+    texture, thin-cloud signal, context. The residual's last convolution starts at zero, so an
+    untrained generator returns exactly the fill and training starts from that baseline.
     """
 
     def __init__(self, bands: int, extra_channels: int = 1, depth: int = 6, base: int = 32, max_channels: int = 256,
-                 norm: str = "instance", dropout: float = 0.5, dropout_blocks: int = 3, fill_iterations: int = 24):
+                 norm: str = "instance", dropout: float = 0.5, dropout_blocks: int = 3, fill_iterations: int = 24,
+                 upsample: str = "transpose"):
         super().__init__()
         self.bands = bands
         self.fill_iterations = fill_iterations
         self.core = UNetGenerator(2 * bands + extra_channels, bands, depth=depth, base=base,
-                                  max_channels=max_channels, norm=norm, dropout=dropout, dropout_blocks=dropout_blocks)
+                                  max_channels=max_channels, norm=norm, dropout=dropout, dropout_blocks=dropout_blocks,
+                                  upsample=upsample)
+        last = [m for m in self.core.final.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         img, mask = x[:, : self.bands], x[:, self.bands: self.bands + 1]

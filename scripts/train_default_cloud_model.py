@@ -9,7 +9,10 @@ Training data (all real, from ../shared/data; see its README for sources and lic
 Each raster's last 20 % of rows is the validation block (model selection only).
 s2_cloud_pair is the held-out test: no pixel of it is read here.
 
-    .venv/bin/python scripts/train_default_cloud_model.py --steps 3000 --out models/weights/cloud_removal_small.safetensors
+Generator: fill-residual pix2pix U-Net, bilinear-resize decoder, masked pixels weighted 4x in
+the L1 term, the generator of the best validation score kept (see cloud_removal.TrainConfig).
+
+    .venv/bin/python scripts/train_default_cloud_model.py --steps 6000 --out models/weights/cloud_removal_small.safetensors
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(ROOT / "models" / "weights" / "cloud_removal_small.safetensors"))
     ap.add_argument("--work", default=str(ROOT / ".train_cloud"))
     ap.add_argument("--resume", action="store_true")
@@ -75,8 +79,9 @@ def main() -> None:
                           name="l8_cloudy_scene (Landsat 8 DN, 627x603, clear pixels from BQA)"),
     ]
     config = cr.TrainConfig(sources=sources, band_names=["blue", "green", "red", "nir"], size=args.size,
-                            tile=args.tile, batch_size=args.batch, steps=args.steps, val_every=250, val_tiles=8,
-                            checkpoint_every=250, seed=0, device="auto", num_threads=args.threads)
+                            tile=args.tile, batch_size=args.batch, steps=args.steps, upsample="resize",
+                            mask_l1_weight=4.0, val_every=250, val_tiles=8, val_repeats=3, keep_best=True,
+                            checkpoint_every=250, seed=0, device=args.device, num_threads=args.threads)
     t0 = time.time()
 
     def progress(fraction, message=None):

@@ -89,6 +89,20 @@ def test_normalisation_is_scale_invariant_and_invertible():
     assert n.min() >= -2.0 and n.max() <= 2.0
 
 
+def test_bright_values_are_log_compressed_not_clipped():
+    stats = {"low": [0.0], "high": [1.0]}  # 0 -> -0.8, 1 -> +0.8: v -> 1.6 v - 0.8
+    x = np.array([0.5, 1.5, 2.0, 4.0, 10.0, -2.0]).reshape(1, 6, 1)
+    n = cr.normalize(x, stats)[0, :, 0]
+    lin = 1.6 * x[0, :, 0] - 0.8
+    np.testing.assert_allclose(n[:2], lin[:2], rtol=1e-6)               # |v| <= 2: linear
+    np.testing.assert_allclose(n[2:5], 2.0 + np.log1p(lin[2:5] - 2.0), rtol=1e-6)
+    assert np.all(np.diff(n[:5]) > 0)                                   # order kept: thin vs thick clouds differ
+    assert n[5] == pytest.approx(-2.0 - np.log1p(-lin[5] - 2.0))
+    # files written before the option existed clipped; their metadata says nothing and keeps clipping
+    old = cr.normalize(x, stats, {"beyond_clip": "clip"})[0, :, 0]
+    assert old.max() == 2.0 and old.min() == -2.0
+
+
 # --------------------------------------------------------------------------- training data
 
 
@@ -111,7 +125,8 @@ def test_validation_block_disjoint_from_training_crops(shared_data):
     assert known.mean() > 0.7
     # mask channel is binary, band channels are bounded
     assert set(np.unique(x[:, 4])) <= {0.0, 1.0}
-    assert np.abs(x[:, :4]).max() <= 2.0 and np.abs(y).max() <= 1.0
+    # bright clouds beyond +-2 are log-compressed (2 + log(1 + 100) would be a cloud 100 p2-p98 ranges up)
+    assert np.abs(x[:, :4]).max() <= 2.0 + np.log1p(100.0) and np.abs(y).max() <= 1.0
 
 
 def test_paired_source_reads_real_mask(shared_data):
@@ -128,12 +143,24 @@ def test_paired_source_reads_real_mask(shared_data):
 # --------------------------------------------------------------------------- training
 
 
-def test_tiny_training_lowers_l1_on_fixed_validation_batch(trained):
-    result, folder, lines, calls = trained
+def test_tiny_pix2pix_training_lowers_l1_on_fixed_validation_batch(shared_data, tmp_path):
+    """The plain pix2pix generator starts from random weights: 40 steps must cut the L1 by 20 %."""
+    cfg = cr.TrainConfig(sources=[scene_source(shared_data)], steps=40, val_every=20, generator="plain",
+                         num_samples=0, **TINY)
+    result = cr.train_cloud_removal(cfg, str(tmp_path / "plain.safetensors"))
     val = result.history["val"]
     assert [v["step"] for v in val] == [0, 20, 40]
     assert val[-1]["l1"] < 0.8 * val[0]["l1"]
     assert val[-1]["psnr"] > val[0]["psnr"]
+
+
+def test_fill_residual_training_starts_from_the_fill_and_keeps_the_best(trained):
+    result, folder, lines, calls = trained
+    val = result.history["val"]
+    assert [v["step"] for v in val] == [0, 20, 40]
+    best = max(val[1:], key=cr.validation_score)
+    assert result.metrics == {k: v for k, v in best.items() if k != "step"}
+    assert any("Keeping the generator of step" in line for line in lines)
     assert len(result.history["loss_g_l1"]) == 40 == result.steps
     assert result.steps_per_second > 0
     # progress per step with the current losses
@@ -155,6 +182,8 @@ def test_model_file_metadata(trained):
     assert meta.extra_channels == ["cloud_mask"]
     assert meta.normalization["scheme"] == "per_band_clear_percentile"
     assert meta.training["inference_dropout"] is False
+    assert meta.training["selected_step"] in (20, 40)
+    assert meta.normalization["beyond_clip"] == "log"
     hp = meta.hyperparameters  # the default generator refines a smooth fill: 4 bands + the mask channel
     assert meta.architecture == "fill_residual_generator" and meta.tile_size == 64
     assert hp["bands"] == 4 and hp["extra_channels"] == 1

@@ -1,5 +1,6 @@
 """Shared networks: shapes, the smooth fill and the fill-residual generator."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +39,29 @@ def test_fill_residual_generator_shapes_and_clear_tiles(bands, extra, tile):
         for p in g.core.final.parameters():
             p.zero_()
         assert torch.allclose(g(x), x[:, :bands])
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_untrained_fill_residual_generator_returns_the_fill(upsample):
+    """The residual head starts at zero: training starts from the smooth-fill baseline."""
+    g = networks.FillResidualGenerator(4, 1, depth=4, base=8, max_channels=32, upsample=upsample).eval()
+    x = torch.rand(2, 5, 64, 64)
+    x[:, 4] = (torch.rand(2, 64, 64) > 0.6).float()
+    with torch.no_grad():
+        np.testing.assert_array_equal(g(x).numpy(), networks.smooth_fill(x[:, :4], 1.0 - x[:, 4:5]).numpy())
+
+
+@pytest.mark.parametrize("tile", [64, 96])
+def test_resize_decoder_shapes_and_keys(tile):
+    g = networks.UNetGenerator(5, 4, depth=5, base=8, max_channels=32, upsample="resize").eval()
+    with torch.no_grad():
+        assert g(torch.rand(1, 5, tile, tile)).shape == (1, 4, tile, tile)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    # the default stays the paper's transposed convolutions, so older model files keep loading
+    t = networks.UNetGenerator(5, 4, depth=5, base=8, max_channels=32)
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in t.modules()) == 5
+    with pytest.raises(ValueError):
+        networks.UNetGenerator(5, 4, depth=5, upsample="pixelshuffle")
 
 
 def test_registry_rebuilds_every_architecture():
