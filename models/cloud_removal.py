@@ -8,8 +8,11 @@ The network
     (:func:`networks.smooth_fill`, a push-pull pyramid and diffusion), the U-Net sees the fill
     and the cloudy input and adds a residual to the fill. Measured on the held-out pair, the fill
     alone already beats biharmonic inpainting; the GAN learns what interpolation cannot know
-    (texture, thin-cloud signal, context). ``generator="plain"`` is the original pix2pix
-    generator. The discriminator is the conditional
+    (texture, thin-cloud signal, context). The residual's last layer starts at zero, so
+    training starts from the fill, not from noise. ``upsample="resize"`` (the shipped model)
+    replaces the decoder's transposed convolutions by bilinear x2 resizing + 3x3 convolutions,
+    which removed the dotted checkerboard texture of the first CPU model. ``generator="plain"``
+    is the original pix2pix generator. The discriminator is the conditional
     :class:`networks.PatchDiscriminator` (70x70 PatchGAN) that scores ``cat(input, image)``.
     Two sizes (:data:`MODEL_SIZES`): ``small`` (6 levels, 32 base filters, 128 px tiles,
     trainable on a CPU) and ``full`` (the paper's 8 levels x 64 filters, 256 px tiles).
@@ -43,7 +46,16 @@ Loss and optimisation (pix2pix)
     first half of the steps and decays linearly to zero over the second half. ``gan_mode``
     ``vanilla`` (BCE on logits, the paper) or ``lsgan`` (least squares). The L1 term is
     averaged only over pixels whose target is known (pixels that the source's mask marks as
-    real clouds in the "clear" image carry no target).
+    real clouds in the "clear" image carry no target); ``mask_l1_weight`` (default 4)
+    weights the masked pixels more than the clear ones, which the residual only has to leave
+    alone (and which inference copies from the input anyway).
+
+Model selection
+    Every ``val_every`` steps the generator is scored on the validation blocks (never on
+    training pixels) by PSNR + 20 x SSIM inside the synthetic clouds
+    (:func:`validation_score`); with ``keep_best`` (default) the saved model is the best-scoring
+    one, and its step is ``training.selected_step`` in the metadata. The checkpoint folder
+    keeps that generator as ``best_generator.safetensors`` so a resumed run keeps it too.
 
 Dropout at inference: OFF
     pix2pix keeps dropout at test time as its only noise source. CloudFree turns it off
@@ -513,7 +525,7 @@ class TrainConfig:
     tile: Optional[int] = None
     norm: str = "instance"
     dropout: float = 0.5
-    upsample: str = "transpose"           # decoder: transpose (pix2pix) or resize (bilinear x2 + 3x3 conv)
+    upsample: str = "resize"              # decoder: resize (bilinear x2 + 3x3 conv) or transpose (pix2pix paper)
     disc_base: Optional[int] = None
     disc_layers: int = 3
     batch_size: int = 4
@@ -524,7 +536,7 @@ class TrainConfig:
     lr_decay_start: float = 0.5           # fraction of the steps after which lr decays linearly to 0
     lambda_l1: float = 100.0
     lambda_gan: float = 1.0               # weight of the adversarial term (pix2pix: 1; 0 = L1 only, a diagnostic)
-    mask_l1_weight: float = 1.0           # L1 weight of a masked pixel relative to a clear one
+    mask_l1_weight: float = 4.0           # L1 weight of a masked pixel relative to a clear one
     gan_mode: str = "vanilla"             # vanilla (BCE) or lsgan
     use_mask_channel: bool = True
     generator: str = "fill_residual"      # fill_residual (refines a smooth fill) or plain (pix2pix U-Net)

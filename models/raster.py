@@ -199,8 +199,27 @@ def read_padded(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = 
     ix1, iy1 = min(W, x0 + w), min(H, y0 + h)
     if ix1 <= ix0 or iy1 <= iy0:
         raise ValueError(f"window {window} does not intersect the {W}x{H} raster")
-    inner = read_window(ds, (ix0, iy0, ix1 - ix0, iy1 - iy0), bands, dtype)
-    pads = ((0, 0), (iy0 - y0, y0 + h - iy1), (ix0 - x0, x0 + w - ix1))
+    iw, ih = ix1 - ix0, iy1 - iy0
+    top, bottom, left, right = iy0 - y0, y0 + h - iy1, ix0 - x0, x0 + w - ix1
+    if max(top, bottom) < ih and max(left, right) < iw:
+        # read straight into the padded array and mirror in place: no full-size copies
+        bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
+        out = np.empty((len(bands), h, w), dtype=dtype)
+        ds.ReadAsArray(ix0, iy0, iw, ih, band_list=bands, buf_obj=out[:, top:top + ih, left:left + iw])
+        # mirror without repeating the edge pixel (numpy's "reflect"): rows first, then columns
+        if top:
+            out[:, :top] = out[:, top + 1:2 * top + 1][:, ::-1]
+        if bottom:
+            e = h - bottom
+            out[:, e:] = out[:, e - 1 - bottom:e - 1][:, ::-1]
+        if left:
+            out[:, :, :left] = out[:, :, left + 1:2 * left + 1][:, :, ::-1]
+        if right:
+            e = w - right
+            out[:, :, e:] = out[:, :, e - 1 - right:e - 1][:, :, ::-1]
+        return out
+    inner = read_window(ds, (ix0, iy0, iw, ih), bands, dtype)
+    pads = ((0, 0), (top, bottom), (left, right))
     if any(p for pair in pads for p in pair):
         # 'reflect' needs at least two pixels along an axis; 'edge' is the only sensible choice below that.
         mode_y = "reflect" if inner.shape[1] > 1 else "edge"
@@ -260,10 +279,20 @@ def _codec() -> str:
     return "ZSTD" if wanted == "ZSTD" and "ZSTD" in options else "DEFLATE"
 
 
+def _predictor(dtype) -> str:
+    """Horizontal differencing (2) for integers wider than a byte; none (1) otherwise.
+
+    The floating-point predictor (3) was measured and left off: on real float Sentinel-2
+    tiles it made ZSTD files 26 % larger (s2_cloud_pair) or 13 % smaller (s2_cloudy_scene),
+    and it costs about 60 % more CPU to write and to read (4096 x 4096 x 4 float32: read
+    0.78 vs 0.48 s, write 1.2-1.5 vs 0.8-1.0 s), which the tiler pays on every block.
+    """
+    dt = np.dtype(dtype)
+    return "2" if np.issubdtype(dt, np.integer) and dt.itemsize > 1 else "1"
+
+
 def default_creation_options(dtype) -> list:
-    predictor = "3" if np.issubdtype(np.dtype(dtype), np.floating) else "2"
-    if np.dtype(dtype).itemsize == 1:
-        predictor = "1"
+    predictor = _predictor(dtype)
     codec = _codec()
     level = "ZSTD_LEVEL=1" if codec == "ZSTD" else "ZLEVEL=1"
     return ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", f"COMPRESS={codec}", level,
@@ -341,7 +370,8 @@ class RasterWriter:
         src = self.tmp_path
         if self.cog:
             cog_tmp = self.tmp_path + ".cog.tif"
-            opts = [f"COMPRESS={_codec()}", "LEVEL=1", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS"]
+            pred = "STANDARD" if _predictor(self.dtype) == "2" else "NO"
+            opts = [f"COMPRESS={_codec()}", "LEVEL=1", f"PREDICTOR={pred}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS"]
             gdal.Translate(cog_tmp, src, format="COG", creationOptions=opts)
             os.remove(src)
             src = cog_tmp

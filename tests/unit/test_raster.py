@@ -151,3 +151,25 @@ def test_compression_can_be_forced_to_deflate_for_other_software(tmp_path, monke
     arr = np.ones((1, 64, 64), dtype=np.float32)
     path = raster.write_array(str(tmp_path / "d.tif"), arr, geotransform=(0, 1, 0, 0, 0, -1), crs_wkt="")
     assert gdal.Open(path).GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+
+
+def test_read_padded_matches_numpy_reflect_padding():
+    """Windows reaching past any edge are mirrored exactly as numpy's 'reflect' (or 'edge' for 1 px)."""
+    rng = np.random.default_rng(3)
+    for H, W in [(37, 53), (5, 7), (2, 9), (1, 6)]:
+        a = rng.normal(size=(3, H, W)).astype(np.float32)
+        ds = gdal.GetDriverByName("MEM").Create("", W, H, 3, gdal.GDT_Float32)
+        for i in range(3):
+            ds.GetRasterBand(i + 1).WriteArray(a[i])
+        for _ in range(200):
+            x0, y0 = int(rng.integers(-W + 1, W)), int(rng.integers(-H + 1, H))
+            w, h = int(rng.integers(1, 2 * W)), int(rng.integers(1, 2 * H))
+            if x0 + w <= 0 or y0 + h <= 0:
+                continue
+            ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
+            inner = a[[0, 2], iy0:iy1, ix0:ix1]
+            ref = np.pad(inner, ((0, 0), (iy0 - y0, y0 + h - iy1), (0, 0)),
+                         mode="reflect" if inner.shape[1] > 1 else "edge")
+            ref = np.pad(ref, ((0, 0), (0, 0), (ix0 - x0, x0 + w - ix1)),
+                         mode="reflect" if inner.shape[2] > 1 else "edge")
+            np.testing.assert_array_equal(raster.read_padded(ds, (x0, y0, w, h), [1, 3]), ref)
