@@ -439,6 +439,13 @@ class CropSampler:
                 arrays = _augment(arrays, int(rng.integers(4)), bool(rng.integers(2)))
             clear, valid, known = arrays[:3]
             aux = arrays[3:]
+            contrast = self.synthetic.get("band_contrast")
+            if augment and contrast:
+                # per-band contrast about the source's mid level: the ground's spread relative to
+                # the clouds (made from the altered image) then varies as it does between scenes
+                mid = _mid_half(o.stats)[0].reshape(-1, 1, 1)
+                gain = rng.uniform(float(contrast[0]), float(contrast[1]), size=(clear.shape[0], 1, 1))
+                clear = mid + (np.asarray(clear, dtype=np.float64) - mid) * gain
             params = _random_cloud_params(rng, self.synthetic, cloud_seed, self.tile)
             cloudy, m = simulate_clouds_array(np.ascontiguousarray(clear, dtype=np.float32), params, valid=valid)
             mask = np.asarray(m) > 0
