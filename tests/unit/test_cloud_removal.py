@@ -106,6 +106,18 @@ def test_bright_values_are_log_compressed_not_clipped():
 # --------------------------------------------------------------------------- training data
 
 
+def test_band_contrast_augmentation_scales_the_ground_about_its_mid_level(shared_data):
+    plain = cr.CropSampler([scene_source(shared_data)], 64)
+    halved = cr.CropSampler([scene_source(shared_data)], 64, synthetic={"band_contrast": [0.5, 0.5]})
+    for seed in range(4):  # one sample per generator: same crop, rotation and flip
+        y = plain.sample(np.random.default_rng(seed))[1]
+        y_half = halved.sample(np.random.default_rng(seed))[1]
+        inside = np.abs(y) < 1.0  # targets are clipped to [-1, 1]
+        np.testing.assert_allclose(y_half[inside], 0.5 * y[inside], atol=1e-5)
+    # validation crops are never augmented
+    np.testing.assert_array_equal(halved.validation_set(2, seed=1)[1], plain.validation_set(2, seed=1)[1])
+
+
 def test_validation_block_disjoint_from_training_crops(shared_data):
     src = scene_source(shared_data)
     (t0, t1), (v0, v1) = src.split(64)
