@@ -817,9 +817,10 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
             from safetensors.torch import load_file
 
             best_file_in = os.path.join(folder, "best_generator.safetensors")
-            best["state"] = load_file(best_file_in)
-            best["step"] = max((v for v in history["val"] if v["step"] <= step), key=validation_score)["step"]
-            best["score"] = max(validation_score(v) for v in history["val"] if v["step"] <= step)
+            scored = [v for v in history["val"] if 0 < v["step"] <= step]  # as validate() keeps them
+            if scored:
+                top = max(scored, key=validation_score)
+                best.update(state=load_file(best_file_in), step=top["step"], score=validation_score(top))
 
     def validate():
         G.eval()

@@ -217,6 +217,11 @@ def test_checkpoint_resume_continues_step_count(trained, shared_data, tmp_path):
     assert len(out.history["loss_g_l1"]) == 46
     assert out.history["loss_g_l1"][:40] == result.history["loss_g_l1"]
     assert json.loads((tmp_path / "ck2" / "latest.json").read_text())["step"] == 46
+    # the best validation generator of the first run survives the resume (no validation since)
+    from cloudfree.models.weights import read_metadata
+
+    first = read_metadata(result.model_path).training["selected_step"]
+    assert read_metadata(out.model_path).training["selected_step"] == first
 
 
 def test_cancel_keeps_last_checkpoint(shared_data, tmp_path):
