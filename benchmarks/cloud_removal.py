@@ -157,8 +157,11 @@ def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
         if size_name == "small":
             model_path = str(MODEL)
         else:  # speed only: an untrained full-size generator with the same inputs
-            G = cr.build_generator(5, 4, "full", upsample="resize")  # the training recipe's decoder
+            from cloudfree.models.networks import build
+
+            # the training recipe's decoder
             arch, hp = cr.generator_spec("fill_residual", 5, 4, cr.MODEL_SIZES["full"], upsample="resize")
+            G = build(arch, hp)
             meta = weights.ModelMetadata(task="cloud_removal", architecture=arch, hyperparameters=hp,
                                          bands=["blue", "green", "red", "nir"], extra_channels=["cloud_mask"],
                                          normalization=dict(cr.DEFAULT_NORMALIZATION), tile_size=256)

@@ -765,7 +765,7 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
 
     from .networks import PatchDiscriminator
     from .runtime import describe_device, select_device
-    from .weights import ModelMetadata, save_model
+    from .weights import ModelMetadata, save_model, write_atomic
 
     t_start = time.perf_counter()
     p = config.resolved()
@@ -837,12 +837,7 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
             best.update(score=validation_score(m), step=step,
                         state={k: v.detach().cpu().clone().contiguous() for k, v in G.state_dict().items()})
             if best_file:
-                from safetensors.torch import save_file
-
-                os.makedirs(checkpoint_dir, exist_ok=True)
-                tmp = f"{best_file}.{uuid.uuid4().hex[:8]}"
-                save_file(best["state"], tmp)
-                os.replace(tmp, best_file)
+                write_atomic(best_file, best["state"])
         return fake
 
     if log:
@@ -943,7 +938,9 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
         task=TASK, architecture=arch, hyperparameters=hp, bands=list(band_names),
         extra_channels=extra, normalization=dict(DEFAULT_NORMALIZATION), tile_size=tile,
         training={"config": config.to_json_dict(), "steps": step, "selected_step": selected, "discriminator": d_hp,
-                  "inference_dropout": False, "loss": f"{config.gan_mode} GAN + {config.lambda_l1} x L1",
+                  "inference_dropout": False,
+                  "loss": f"{config.lambda_gan} x {config.gan_mode} GAN + {config.lambda_l1} x L1 "
+                          f"(masked pixels x {config.mask_l1_weight})",
                   "validation": "last val_fraction of the rows of each source",
                   "sources": [o.name for o in sampler.sources]},
         metrics={"validation": metrics},

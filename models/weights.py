@@ -68,19 +68,20 @@ class ModelMetadata:
 def save_model(path: str, module, metadata: ModelMetadata) -> str:
     """Write ``module``'s weights and ``metadata`` atomically (temporary file, then rename)."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _write_atomic(path, state, metadata)
+    write_atomic(path, state, metadata)
     return path
 
 
-def _write_atomic(path: str, state: dict, metadata: ModelMetadata) -> None:
-    """safetensors file written beside ``path`` under a hidden name, then renamed into place."""
+def write_atomic(path: str, state: dict, metadata: ModelMetadata | None = None) -> None:
+    """safetensors file written beside ``path`` under a hidden name, then renamed into place
+    (``metadata=None``: bare tensors, e.g. a training checkpoint's best generator)."""
     from safetensors.torch import save_file
 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        save_file(state, tmp, metadata={METADATA_KEY: metadata.to_json()})
+        save_file(state, tmp, metadata={METADATA_KEY: metadata.to_json()} if metadata is not None else None)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -168,5 +169,5 @@ def update_metadata(path: str, **changes) -> ModelMetadata:
         if not hasattr(meta, key):
             raise KeyError(key)
         setattr(meta, key, value)
-    _write_atomic(path, load_file(str(path)), meta)
+    write_atomic(path, load_file(str(path)), meta)
     return meta
