@@ -73,7 +73,10 @@ Training data (:class:`TrainingSource`)
     and a clear raster on one grid, with an optional mask of the clouds in the cloudy one.
     Augmentation: random 90-degree rotations and flips. The last ``val_fraction`` of the rows
     of every raster (at least one tile) is the validation block; training crops never reach
-    into it (:meth:`TrainingSource.split`), validation crops come only from it.
+    into it (:meth:`TrainingSource.split`), validation crops come only from it. A source with
+    ``role="validation"`` is a whole held-out scene (never trained on) and one with
+    ``role="train"`` has no validation block: validating on another place than the training
+    ones measures how a model generalises, which same-scene validation rows do not.
 
 Checkpoints (a folder)
     ``step_XXXXXXXX/`` holds ``generator.safetensors``, ``discriminator.safetensors``,
@@ -233,6 +236,9 @@ def to_display(y: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- training data
 
 
+ROLES = ("train+validation", "train", "validation")
+
+
 @dataclass
 class TrainingSource:
     """One raster (or raster pair) to draw training crops from.
@@ -254,6 +260,7 @@ class TrainingSource:
     aux: list = field(default_factory=list)
     val_fraction: float = 0.2
     name: str = ""
+    role: str = "train+validation"   # or "train" (no validation block) or "validation" (never trained on)
 
     @property
     def paired(self) -> bool:
@@ -267,8 +274,20 @@ class TrainingSource:
 
         The validation block is the last ``val_fraction`` of the rows, at least ``tile`` rows;
         training crops lie entirely in the first block, validation crops in the second.
+        ``role="train"``: all rows train, none validate; ``role="validation"``: the whole raster
+        is validation (a held-out scene, to judge how a model generalises to new places).
         """
         height = self.info().height
+        if self.role not in ROLES:
+            raise InputError(f"Training source '{self.name or os.path.basename(self.clear)}': unknown role "
+                             f"'{self.role}' (use {', '.join(ROLES)}).")
+        if height < tile:
+            raise InputError(f"Training raster '{self.name or os.path.basename(self.clear)}' has {height} rows, "
+                             f"fewer than one {tile}-pixel tile; use a smaller tile.")
+        if self.role == "train":
+            return (0, height), (height, height)
+        if self.role == "validation":
+            return (0, 0), (0, height)
         val_rows = max(int(math.ceil(height * self.val_fraction)), tile)
         split = height - val_rows
         if split < tile:
@@ -317,17 +336,19 @@ class _OpenSource:
         self.ds_cloudy = open_raster(self.cloudy_info.path) if self.cloudy_info else None
         self.ds_mask = open_raster(self.mask_info.path) if self.mask_info else None
         self.ds_aux = [(open_raster(ai.path), ab) for ai, ab in self.aux_infos]
-        # statistics from the training block of the image the network sees as input
+        # statistics from the training block of the image the network sees as input (from the
+        # whole raster for a validation-only source, as inference would compute them)
+        stat_rows = (self.t0, self.t1) if self.t1 > self.t0 else (self.v0, self.v1)
         stat_info = self.cloudy_info if src.paired else self.clear_info
         stat_bands = self.cloudy_bands if src.paired else self.bands
         if src.paired:
             self.stats = image_statistics(stat_info, stat_bands, mask=self.mask_info, mask_values=src.cloud_values,
-                                          rows=(self.t0, self.t1), normalization=normalization)
+                                          rows=stat_rows, normalization=normalization)
         else:
             self.stats = image_statistics(stat_info, stat_bands, mask=self.mask_info,
                                           clear_values=src.clear_values if self.mask_info else None,
-                                          rows=(self.t0, self.t1), normalization=normalization)
-        self.aux_stats = [image_statistics(ai, ab, rows=(self.t0, self.t1), normalization=normalization)
+                                          rows=stat_rows, normalization=normalization)
+        self.aux_stats = [image_statistics(ai, ab, rows=stat_rows, normalization=normalization)
                           for ai, ab in self.aux_infos]
         self.normalization = normalization
 
@@ -417,7 +438,12 @@ class CropSampler:
             raise InputError("All training sources must have the same number of auxiliary channels.")
         self.aux_count = aux_counts.pop()
         self.in_channels = nb + (1 if use_mask_channel else 0) + self.aux_count
-        areas = np.array([(o.t1 - o.t0 - tile + 1) * (o.width - tile + 1) for o in self.sources], dtype=np.float64)
+        areas = np.array([max(0, o.t1 - o.t0 - tile + 1) * (o.width - tile + 1) for o in self.sources],
+                         dtype=np.float64)
+        if areas.sum() == 0:
+            raise InputError("No training source has rows to train on (every source has role 'validation').")
+        if all(o.v1 - o.v0 < tile for o in self.sources):
+            raise InputError("No training source has a validation block (every source has role 'train').")
         self.weights = areas / areas.sum()
         self.drawn_windows = []  # (source index, window) of the training crops, for tests/benchmarks
 
@@ -941,7 +967,11 @@ def train_cloud_removal(config: TrainConfig, out_model_path: str, *, checkpoint_
                   "inference_dropout": False,
                   "loss": f"{config.lambda_gan} x {config.gan_mode} GAN + {config.lambda_l1} x L1 "
                           f"(masked pixels x {config.mask_l1_weight})",
-                  "validation": "last val_fraction of the rows of each source",
+                  "validation": "; ".join(
+                      f"{o.name}: " + ("whole raster (validation only)" if o.src.role == "validation" else
+                                       "none (training only)" if o.src.role == "train" else
+                                       f"last {o.src.val_fraction:g} of the rows")
+                      for o in sampler.sources),
                   "sources": [o.name for o in sampler.sources]},
         metrics={"validation": metrics},
     )

@@ -67,21 +67,31 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / ".train_cloud"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", default=None)
+    ap.add_argument("--validate-on", choices=["s2", "l8"], default=None,
+                    help="cross-scene experiment: train on the other scene only and validate on the whole of "
+                         "this one (the shipped model trains on both and validates on their last rows)")
+    ap.add_argument("--band-contrast", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                    help="per-band contrast augmentation range (off in the shipped recipe)")
     args = ap.parse_args()
     cr, raster = engine()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     l8_mask = landsat_clear_mask(raster, DATA / "l8_cloudy_scene" / "qa.tif", work / "l8_clear_mask.tif")
+    roles = {"s2": "train+validation", "l8": "train+validation"}
+    if args.validate_on:
+        roles = {k: "validation" if k == args.validate_on else "train" for k in roles}
     sources = [
         cr.TrainingSource(clear=str(DATA / "s2_cloudy_scene" / "scene.tif"), bands=[1, 2, 3, 4],
                           mask=str(DATA / "s2_cloudy_scene" / "mask.tif"), clear_values=(1, 2, 3),
-                          name="s2_cloudy_scene (Sentinel-2, 512x512, clear pixels)"),
+                          name="s2_cloudy_scene (Sentinel-2, 512x512, clear pixels)", role=roles["s2"]),
         cr.TrainingSource(clear=str(DATA / "l8_cloudy_scene" / "bgrn.tif"), bands=[1, 2, 3, 4],
                           mask=str(l8_mask), clear_values=(1,),
-                          name="l8_cloudy_scene (Landsat 8 DN, 627x603, clear pixels from BQA)"),
+                          name="l8_cloudy_scene (Landsat 8 DN, 627x603, clear pixels from BQA)", role=roles["l8"]),
     ]
+    synthetic = {"band_contrast": list(args.band_contrast)} if args.band_contrast else {}
     config = cr.TrainConfig(sources=sources, band_names=["blue", "green", "red", "nir"], size=args.size,
                             tile=args.tile, batch_size=args.batch, steps=args.steps, upsample="resize",
+                            synthetic=synthetic,
                             mask_l1_weight=4.0, val_every=250, val_tiles=8, val_repeats=3, keep_best=True,
                             checkpoint_every=250, seed=0, device=args.device, num_threads=args.threads)
     t0 = time.time()

@@ -141,6 +141,32 @@ def test_validation_block_disjoint_from_training_crops(shared_data):
     assert np.abs(x[:, :4]).max() <= 2.0 + np.log1p(100.0) and np.abs(y).max() <= 1.0
 
 
+def test_cross_scene_roles_keep_a_whole_scene_out_of_training(shared_data, tmp_path):
+    """A 'validation' source is never trained on and validates over its whole raster; a 'train'
+    source has no validation block. Statistics of the held-out scene come from all its rows."""
+    d = shared_data / "l8_cloudy_scene"
+    train = scene_source(shared_data, role="train")
+    held = cr.TrainingSource(clear=str(d / "bgrn.tif"), bands=[1, 2, 3, 4], name="l8", role="validation")
+    assert train.split(64) == ((0, 512), (512, 512))
+    assert held.split(64) == ((0, 0), (0, 603))
+    sampler = cr.CropSampler([train, held], 64)
+    assert sampler.weights.tolist() == [1.0, 0.0]
+    sampler.batch(12, np.random.default_rng(3))
+    assert {k for k, _ in sampler.drawn_windows} == {0}
+    val = sampler.validation_windows(8)
+    assert val and {k for k, _ in val} == {1}
+    ys = [w[1] for _, w in val]
+    assert min(ys) == 0 and max(ys) >= 400  # validation spreads over the whole held-out raster
+    full = cr.image_statistics(raster_info(str(d / "bgrn.tif")), [1, 2, 3, 4])
+    assert np.allclose(sampler.sources[1].stats["low"], full["low"])
+    with pytest.raises(InputError, match="role 'validation'"):
+        cr.CropSampler([held], 64)
+    with pytest.raises(InputError, match="role 'train'"):
+        cr.CropSampler([train], 64)
+    with pytest.raises(InputError, match="unknown role"):
+        scene_source(shared_data, role="test").split(64)
+
+
 def test_paired_source_reads_real_mask(shared_data):
     p = shared_data / "s2_cloud_pair"
     src = cr.TrainingSource(clear=str(p / "clean.tif"), cloudy=str(p / "cloudy.tif"), bands=[2, 3, 4, 8],
