@@ -191,9 +191,17 @@ def read_window(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = 
     return np.asarray(arr, dtype=dtype).reshape(len(bands), h, w)
 
 
-def read_padded(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = None, dtype=np.float32) -> np.ndarray:
-    """Read a window that may reach outside the raster; the outside is filled by mirror reflection."""
+def read_padded(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = None, dtype=np.float32,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Read a window that may reach outside the raster; the outside is filled by mirror reflection.
+
+    ``out``: an array of shape ``(bands, rows, cols)`` to read into (and return) instead of a
+    new one, so a caller that reads many windows of one size reuses a single buffer.
+    """
     x0, y0, w, h = (int(v) for v in window)
+    bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
+    if out is not None and out.shape != (len(bands), h, w):
+        raise ValueError(f"out has shape {out.shape}, the window needs {(len(bands), h, w)}")
     W, H = ds.RasterXSize, ds.RasterYSize
     ix0, iy0 = max(0, x0), max(0, y0)
     ix1, iy1 = min(W, x0 + w), min(H, y0 + h)
@@ -203,8 +211,8 @@ def read_padded(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = 
     top, bottom, left, right = iy0 - y0, y0 + h - iy1, ix0 - x0, x0 + w - ix1
     if max(top, bottom) < ih and max(left, right) < iw:
         # read straight into the padded array and mirror in place: no full-size copies
-        bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
-        out = np.empty((len(bands), h, w), dtype=dtype)
+        if out is None:
+            out = np.empty((len(bands), h, w), dtype=dtype)
         ds.ReadAsArray(ix0, iy0, iw, ih, band_list=bands, buf_obj=out[:, top:top + ih, left:left + iw])
         # mirror without repeating the edge pixel (numpy's "reflect"): rows first, then columns
         if top:
@@ -226,6 +234,9 @@ def read_padded(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = 
         mode_x = "reflect" if inner.shape[2] > 1 else "edge"
         inner = np.pad(inner, (pads[0], pads[1], (0, 0)), mode=mode_y)
         inner = np.pad(inner, ((0, 0), (0, 0), pads[2]), mode=mode_x)
+    if out is not None:
+        out[...] = inner
+        return out
     return inner
 
 

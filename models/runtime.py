@@ -7,8 +7,12 @@ The Processing algorithms adapt ``QgsProcessingFeedback`` to them.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
 import logging
+import threading
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 from .errors import Cancelled, DependencyError, InputError
@@ -88,3 +92,62 @@ def describe_device(device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# --------------------------------------------------------------------------- memory allocator
+
+# glibc mallopt() parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4
+# Where glibc's own dynamic thresholds end up after large blocks have been freed (mmap threshold
+# at its 32 MiB ceiling, trim threshold twice that). Any mallopt() call switches the dynamic
+# adjustment off for good, so these, not the start-up values, are what is restored.
+_AFTER = {_M_MMAP_MAX: 65536, _M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20, _M_TOP_PAD: 128 << 10}
+_steady = {"depth": 0, "lock": threading.Lock(), "libc": None}
+
+
+def _glibc():
+    if _steady["libc"] is None:
+        lib = False
+        name = ctypes.util.find_library("c")
+        try:
+            cand = ctypes.CDLL(name) if name else None
+            if cand is not None and hasattr(cand, "gnu_get_libc_version") and hasattr(cand, "mallopt"):
+                lib = cand
+        except OSError:
+            pass
+        _steady["libc"] = lib
+    return _steady["libc"] or None
+
+
+@contextmanager
+def steady_memory():
+    """Keep freed memory inside the process while a network runs batch after batch (glibc only).
+
+    A CPU forward pass allocates and frees tens of MB of activations per batch. glibc serves
+    large blocks with fresh ``mmap`` pages and trims the heap top as soon as they are freed, so
+    every batch page-faults its activations in again: measured, 3.3 million page faults and
+    10 s of kernel time in one 8192 x 8192 tiled run (a 47 s run took 40 s without them).
+    Inside this context large blocks come from the heap and freed memory stays for the next
+    batch (up to 1 GiB); on exit the thresholds glibc itself would have reached are set and the
+    unused memory is returned to the system (``malloc_trim``). Nested uses are counted; elsewhere (Windows, macOS, musl)
+    this does nothing.
+    """
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    with _steady["lock"]:
+        if _steady["depth"] == 0:
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+            libc.mallopt(_M_TOP_PAD, 64 << 20)
+        _steady["depth"] += 1
+    try:
+        yield
+    finally:
+        with _steady["lock"]:
+            _steady["depth"] -= 1
+            if _steady["depth"] == 0:
+                for param, value in _AFTER.items():
+                    libc.mallopt(param, value)
+                libc.malloc_trim(0)

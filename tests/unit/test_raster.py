@@ -173,3 +173,9 @@ def test_read_padded_matches_numpy_reflect_padding():
             ref = np.pad(ref, ((0, 0), (0, 0), (ix0 - x0, x0 + w - ix1)),
                          mode="reflect" if inner.shape[2] > 1 else "edge")
             np.testing.assert_array_equal(raster.read_padded(ds, (x0, y0, w, h), [1, 3]), ref)
+            # into a caller's buffer (a view of a larger array, as the tiler passes): the same values
+            big = np.full((4, h, w), np.nan, dtype=np.float32)
+            got = raster.read_padded(ds, (x0, y0, w, h), [1, 3], out=big[1:3])
+            assert np.shares_memory(got, big)
+            np.testing.assert_array_equal(big[1:3], ref)
+            assert np.isnan(big[[0, 3]]).all()

@@ -43,3 +43,46 @@ def test_engine_never_imports_qgis_or_qt():
                 names = [node.module]
             for name in names:
                 assert not name.split(".")[0] in {"qgis", "PyQt5", "PyQt6", "processing"}, f"{path.name} imports {name}"
+
+
+
+class _MallInfo2(__import__("ctypes").Structure):
+    _fields_ = [(name, __import__("ctypes").c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+@pytest.mark.skipif(runtime._glibc() is None or not hasattr(runtime._glibc(), "mallinfo2"),
+                    reason="allocator tuning is glibc-only (mallinfo2: glibc >= 2.33)")
+def test_steady_memory_serves_large_blocks_from_the_heap_and_keeps_them():
+    """Outside the context a 64 MB block is a fresh mmap (unmapped again on free, so its pages
+    fault in anew each batch); inside it comes from the heap and stays there when freed.
+    Ground truth from glibc's own accounting (mallinfo2)."""
+    import numpy as np
+
+    libc = runtime._glibc()
+    libc.mallinfo2.restype = _MallInfo2
+
+    def info():
+        return libc.mallinfo2()
+
+    with runtime.steady_memory():
+        pass  # from here on glibc's thresholds are the static ones steady_memory restores
+    before = info().hblkhd
+    a = np.ones(8 * 2 ** 20)  # 64 MB
+    assert info().hblkhd - before >= 64 * 2 ** 20  # mmapped
+    del a
+    with runtime.steady_memory():
+        with runtime.steady_memory():  # nested: still steady after the inner exit
+            pass
+        before = info().hblkhd
+        a = np.ones(8 * 2 ** 20)
+        assert info().hblkhd - before < 2 ** 20  # from the heap
+        del a
+        assert info().fordblks >= 64 * 2 ** 20  # freed but kept for the next batch
+        assert runtime._steady["depth"] == 1
+    assert runtime._steady["depth"] == 0
+    before = info().hblkhd  # after the context, large blocks are mmapped (and returned on free) again
+    a = np.ones(8 * 2 ** 20)
+    assert info().hblkhd - before >= 64 * 2 ** 20
+    del a
