@@ -138,7 +138,7 @@ def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
     from osgeo import gdal
 
     cr, clouds, metrics, raster = engine()
-    from cloudfree.models import weights
+    from cloudfree.models import runtime, weights
 
     gdal.SetCacheMax(256 * 2 ** 20)
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +180,8 @@ def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
             e2e.append(time.perf_counter() - t0)
             x = torch.rand(4, 5, tile, tile)
             t0 = time.perf_counter()
-            with torch.inference_mode():
+            # the allocator settings remove_clouds' tiler runs under (see benchmarks/tiler.py)
+            with runtime.steady_memory(), torch.inference_mode():
                 for _ in range(0, n_tiles, 4):
                     model(x)
             raw.append(time.perf_counter() - t0)

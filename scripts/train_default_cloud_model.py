@@ -15,6 +15,10 @@ Augmentation: rotations and flips. (A run with per-band contrast augmentation,
 synthetic={"band_contrast": [0.6, 1.4]}, scored lower on validation and was not shipped.)
 
     .venv/bin/python scripts/train_default_cloud_model.py --steps 6000 --out models/weights/cloud_removal_small.safetensors
+
+Cross-scene experiment (how a recipe generalises to a place it never saw): train on one scene
+only and validate on the whole of the other, e.g. ``--validate-on s2 --steps 1500 --work
+/tmp/xs``. With this recipe no step beat the untrained generator's smooth fill (README).
 """
 
 from __future__ import annotations
