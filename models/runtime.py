@@ -126,11 +126,11 @@ def steady_memory():
     A CPU forward pass allocates and frees tens of MB of activations per batch. glibc serves
     large blocks with fresh ``mmap`` pages and trims the heap top as soon as they are freed, so
     every batch page-faults its activations in again: measured, 3.3 million page faults and
-    10 s of kernel time in one 8192 x 8192 tiled run (a 47 s run took 40 s without them).
+    10 s of kernel time in one 8192 x 8192 tiled run, which took about 6 s longer than without.
     Inside this context large blocks come from the heap and freed memory stays for the next
-    batch (up to 1 GiB); on exit the thresholds glibc itself would have reached are set and the
-    unused memory is returned to the system (``malloc_trim``). Nested uses are counted; elsewhere (Windows, macOS, musl)
-    this does nothing.
+    batch (up to 1 GiB); on exit the thresholds glibc itself would have reached are set and
+    the unused memory is returned to the system (``malloc_trim``). Nested uses are counted.
+    Elsewhere (Windows, macOS, musl) this does nothing.
     """
     libc = _glibc()
     if libc is None:

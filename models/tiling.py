@@ -194,9 +194,9 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     n_in = len(bands) + sum(len(b) for _, b in extra)
     # Every strip-sized array is allocated once and reused: two input strips (the reader fills
     # one while tiles are cut from the other), the blend and its weights, and two output blocks
-    # (one may still be queued for writing). Allocating them afresh per strip is slow once they
-    # pass glibc's 32 MB mmap threshold (about 4096 px wide): each one is mapped, page-faulted
-    # and unmapped again, and that slowed the network on the same cores by ~14 % at 8192 px.
+    # (one may still be queued for writing). Memory stays fixed per run, and arrays beyond
+    # glibc's 32 MB mmap threshold (strips wider than about 4096 px) are not mapped and
+    # page-faulted again for every row of tiles (see runtime.steady_memory for the network).
     strips = [_Buffer(n_in, T, strip_w, np.float32) for _ in range(2)]
     blend_buf, weight_buf = _Buffer(out_bands, T, W, np.float64), _Buffer(1, T, W, np.float64)
     out_bufs = [_Buffer(out_bands, T, W, out_dtype) for _ in range(2)]
