@@ -34,13 +34,6 @@ def import_engine():
     return raster, tiling
 
 
-def import_runtime():
-    import_engine()
-    from cloudfree.models import runtime
-
-    return runtime
-
-
 def make_network(name: str):
     """``pix2pix``: the generator CloudFree runs on CPUs (6 levels, 32 filters, instance norm);
     ``conv3``: three 3x3 convolutions 4 -> 16 -> 16 -> 4, a light network for which disk I/O
@@ -86,7 +79,7 @@ def one_size(size: int, repeats: int, tile: int, overlap: int, batch: int, netwo
     from osgeo import gdal
 
     raster, tiling = import_engine()
-    runtime = import_runtime()
+    from cloudfree.models import runtime
     # GDAL's block cache defaults to 5 % of RAM; QGIS sets its own. Cap it as a QGIS session would
     # so the figure shows the tiler's memory, not a cache that grows with free RAM.
     gdal.SetCacheMax(256 * 2 ** 20)

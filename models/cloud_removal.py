@@ -278,12 +278,12 @@ class TrainingSource:
         is validation (a held-out scene, to judge how a model generalises to new places).
         """
         height = self.info().height
+        label = self.name or os.path.basename(self.clear)
         if self.role not in ROLES:
-            raise InputError(f"Training source '{self.name or os.path.basename(self.clear)}': unknown role "
-                             f"'{self.role}' (use {', '.join(ROLES)}).")
+            raise InputError(f"Training source '{label}': unknown role '{self.role}' (use {', '.join(ROLES)}).")
         if height < tile:
-            raise InputError(f"Training raster '{self.name or os.path.basename(self.clear)}' has {height} rows, "
-                             f"fewer than one {tile}-pixel tile; use a smaller tile.")
+            raise InputError(f"Training raster '{label}' has {height} rows, fewer than one {tile}-pixel tile; "
+                             "use a smaller tile.")
         if self.role == "train":
             return (0, height), (height, height)
         if self.role == "validation":
@@ -292,8 +292,8 @@ class TrainingSource:
         split = height - val_rows
         if split < tile:
             raise InputError(
-                f"Training raster '{self.name or os.path.basename(self.clear)}' has {height} rows: too few for a "
-                f"training block and a validation block of at least one {tile}-pixel tile each; use a smaller tile.")
+                f"Training raster '{label}' has {height} rows: too few for a training block and a validation "
+                f"block of at least one {tile}-pixel tile each; use a smaller tile.")
         return (0, split), (split, height)
 
 

@@ -190,7 +190,6 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     total_tiles = len(ys) * len(xs)
 
     datasets = [open_raster(src.path, src.name)] + [open_raster(i.path, i.name) for i, _ in extra]
-    extra = [(info, list(b)) for info, b in extra]
     n_in = len(bands) + sum(len(b) for _, b in extra)
     # Every strip-sized array is allocated once and reused: two input strips (the reader fills
     # one while tiles are cut from the other), the blend and its weights, and two output blocks
@@ -200,7 +199,6 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     strips = [_Buffer(n_in, T, strip_w, np.float32) for _ in range(2)]
     blend_buf, weight_buf = _Buffer(out_bands, T, W, np.float64), _Buffer(1, T, W, np.float64)
     out_bufs = [_Buffer(out_bands, T, W, out_dtype) for _ in range(2)]
-    out_busy = [None, None]  # the pending write of each output block
 
     def read_strip(y: int, buf: np.ndarray):
         window = (xs[0], y, strip_w, T)
@@ -250,14 +248,12 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
                     valid_rows = strip_valid[rows, -xs[0]:-xs[0] + W]
                     if postprocess is not None:
                         blended = postprocess(blended, r0, valid_rows)
-                    slot = len(pending_writes) % 2
-                    if out_busy[slot] is not None:
-                        out_busy[slot].result()  # its previous block is on disk
-                    block = cast_output(blended, out_dtype, out=out_bufs[slot].view(n))
+                    if len(pending_writes) >= 2:
+                        pending_writes[-2].result()  # the last block in this buffer is on disk
+                    block = cast_output(blended, out_dtype, out=out_bufs[len(pending_writes) % 2].view(n))
                     if out_nodata is not None and not valid_rows.all():
                         block[:, ~valid_rows] = out_nodata
-                    out_busy[slot] = write_pool.submit(writer.write, block, 0, r0)
-                    pending_writes.append(out_busy[slot])
+                    pending_writes.append(write_pool.submit(writer.write, block, 0, r0))
                 shift = y_next - y
                 if shift < T:
                     acc[:, : T - shift] = acc[:, shift:]
