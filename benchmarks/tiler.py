@@ -102,7 +102,8 @@ def one_size(size: int, repeats: int, tile: int, overlap: int, batch: int, netwo
             os.remove(os.path.join(tmp, f"out{r}.tif"))
             # the same network on real tiles of the same raster, already in memory
             ds = raster.open_raster(src_path)
-            x = torch.from_numpy(np.stack([raster.read_window(ds, (k * tile, r * tile, tile, tile))
+            # rasters narrower than batch x tile repeat their last tile (same work per tile)
+            x = torch.from_numpy(np.stack([raster.read_window(ds, (min(k * tile, size - tile), r * tile, tile, tile))
                                            for k in range(batch)]))
             t0 = time.perf_counter()
             # under the allocator settings the tiler itself runs with (runtime.steady_memory), so
