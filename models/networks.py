@@ -117,6 +117,75 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
     return filled
 
 
+def _unlog(y: torch.Tensor, clip: float) -> torch.Tensor:
+    """Undo the logarithmic compression beyond ``+-clip`` of the cloud normalisation (linear inside)."""
+    a = y.abs()
+    return torch.where(a > clip, torch.sign(y) * (clip + torch.expm1(a - clip)), y)
+
+
+def _relog(y: torch.Tensor, clip: float) -> torch.Tensor:
+    a = y.abs()
+    return torch.where(a > clip, torch.sign(y) * (clip + torch.log1p((a - clip).clamp_min(0.0))), y)
+
+
+def unmix_parts(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: float = 2.0,
+                quantile: float = 0.97, limit: float = 1.5) -> tuple:
+    """Linear unmixing of thin clouds and shadows: ``(ground, opacity, fill)`` in linear network space.
+
+    A thin cloud blends the ground ``g`` towards the cloud colour ``c``:
+    ``x = (1 - a) g + a c``; a shadow blends it towards a dark colour. Per tile, ``c`` is the
+    ``quantile`` of the masked pixels in every band, and the dark colour the ``1 - quantile``
+    of the masked pixels darker than the fill. The opacity ``a`` of a masked pixel is the
+    projection of ``x - fill`` on ``colour - fill`` (over bands, clipped to 0..0.98), and
+    ``g = (x - a colour) / (1 - a)``, limited to ``+-limit`` (training targets live in
+    -1..1). Blending is affine, so the offset of the units (digital numbers, reflectance)
+    does not matter. ``x`` and ``fill`` are in network space (logarithmic beyond ``clip``,
+    undone here); ``x``, ``fill``: ``(B, C, H, W)``; ``mask``: ``(B, 1, H, W)``, 1 = masked.
+    Unmasked pixels, and masked ones with no observation (gaps and nodata arrive as exact
+    zeros in every band), get ``a = 1`` and ``g = fill``.
+    """
+    xl, fl = _unlog(x, clip), _unlog(fill, clip)
+    ground = fl.clone()
+    opacity = torch.ones_like(mask)
+    m_all = mask[:, 0] > 0.5
+    for i in range(x.shape[0]):
+        m = m_all[i]
+        if int(m.sum()) < 16:
+            continue
+        xs, fs = xl[i][:, m], fl[i][:, m]  # (C, n)
+        seen = (xs != 0).any(0)
+        if int(seen.sum()) < 16:
+            continue
+        dark = ((xs - fs).sum(0) < 0) & seen
+        colour = torch.quantile(xs[:, seen], quantile, dim=1, keepdim=True)
+        if int(dark.sum()) >= 16:
+            shade = torch.quantile(xs[:, dark], 1.0 - quantile, dim=1, keepdim=True)
+        else:
+            shade = fs.mean(1, keepdim=True)
+        target = torch.where(dark[None], shade, colour)
+        d = target - fs
+        a = (((xs - fs) * d).sum(0) / (d * d).sum(0).clamp_min(1e-9)).clamp(0.0, 0.98)
+        a = torch.where(seen, a, torch.ones_like(a))
+        g = ((xs - a * target) / (1.0 - a).clamp_min(0.02)).clamp(-limit, limit)
+        ground[i][:, m] = torch.where(seen[None], g, fs)
+        opacity[i][0, m] = a
+    return ground, opacity, fl
+
+
+def unmix_fill(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: float = 2.0,
+               quantile: float = 0.97, limit: float = 1.5) -> torch.Tensor:
+    """Recover the ground under thin clouds and shadows; the fill where nothing shows through.
+
+    Masked pixels get ``(1 - a) g + a fill`` (:func:`unmix_parts`): where the cloud is thin
+    the ground shows through; where it is thick, ``g`` is noise amplified by ``1 / (1 - a)``
+    and the fill takes over. Unmasked pixels are returned as ``x``. Same arguments and
+    space as :func:`unmix_parts`.
+    """
+    ground, a, fl = unmix_parts(x, mask, fill, clip, quantile, limit)
+    out = _relog((fl + (1.0 - a) * (ground - fl)).clamp(-limit, limit), clip)
+    return torch.where(mask > 0.5, out, x)
+
+
 class FillResidualGenerator(nn.Module):
     """pix2pix generator that refines a smooth fill of the masked pixels instead of starting blind.
 
@@ -127,15 +196,28 @@ class FillResidualGenerator(nn.Module):
     inpainting gives), and the network spends its capacity on what interpolation cannot know:
     texture, thin-cloud signal, context. The residual's last convolution starts at zero, so an
     untrained generator returns exactly the fill and training starts from that baseline.
+    With ``base_fill="unmix"`` the fill is refined by :func:`unmix_fill` before the U-Net sees
+    it: where a cloud or shadow is thin, the ground under it is recovered by linear unmixing
+    (``unlog_clip`` is the normalisation's ``clip``, beyond which inputs are log-compressed).
     """
 
     def __init__(self, bands: int, extra_channels: int = 1, depth: int = 6, base: int = 32, max_channels: int = 256,
                  norm: str = "instance", dropout: float = 0.5, dropout_blocks: int = 3, fill_iterations: int = 24,
-                 upsample: str = "transpose"):
+                 upsample: str = "transpose", base_fill: str = "smooth", unlog_clip: float = 2.0,
+                 head: str = "residual", residual_scale: float = 1.0):
         super().__init__()
+        if base_fill not in ("smooth", "unmix"):
+            raise ValueError(f"unknown base_fill '{base_fill}' (smooth or unmix)")
+        if head not in ("residual", "blend") or (head == "blend" and base_fill != "unmix"):
+            raise ValueError(f"unknown head '{head}' (residual, or blend with base_fill='unmix')")
         self.bands = bands
         self.fill_iterations = fill_iterations
-        self.core = UNetGenerator(2 * bands + extra_channels, bands, depth=depth, base=base,
+        self.base_fill = base_fill
+        self.unlog_clip = unlog_clip
+        self.head = head
+        self.residual_scale = residual_scale
+        out_channels = bands + (1 if head == "blend" else 0)
+        self.core = UNetGenerator(2 * bands + extra_channels, out_channels, depth=depth, base=base,
                                   max_channels=max_channels, norm=norm, dropout=dropout, dropout_blocks=dropout_blocks,
                                   upsample=upsample)
         last = [m for m in self.core.final.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
@@ -145,7 +227,21 @@ class FillResidualGenerator(nn.Module):
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         img, mask = x[:, : self.bands], x[:, self.bands: self.bands + 1]
         filled = smooth_fill(img, 1.0 - mask, self.fill_iterations, prior)
-        return filled + self.core(torch.cat([filled, x], dim=1))
+        if self.base_fill == "smooth":
+            return filled + self.residual_scale * self.core(torch.cat([filled, x], dim=1))
+        with torch.no_grad():
+            ground, a, fl = unmix_parts(img, mask, filled, self.unlog_clip)
+            base = torch.where(mask > 0.5, _relog((fl + (1.0 - a) * (ground - fl)).clamp(-1.5, 1.5),
+                                                  self.unlog_clip), img)
+        t = self.core(torch.cat([base, x], dim=1))
+        if self.head == "residual":
+            return base + self.residual_scale * t
+        # the network corrects how far each masked pixel trusts the unmixed ground over the fill
+        # (logit of 1 - a, shifted by up to +-4), and adds a bounded residual
+        prior_logit = torch.logit((1.0 - a).clamp(1e-3, 1.0 - 1e-3))
+        w = torch.sigmoid(prior_logit + 4.0 * t[:, self.bands:])
+        blended = _relog((fl + w * (ground - fl)).clamp(-1.5, 1.5), self.unlog_clip)
+        return torch.where(mask > 0.5, blended, img) + self.residual_scale * t[:, : self.bands]
 
 
 class PatchDiscriminator(nn.Module):

@@ -24,7 +24,10 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
     REQUIRES = ("numpy", "osgeo", "torch", "safetensors", "skimage", "matplotlib")
     HELP = (
         "<p>Trains a pix2pix conditional GAN (U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 loss, "
-        "Adam 2e-4, beta1 0.5) that turns cloudy tiles into cloud-free ones.</p>"
+        "Adam 2e-4, beta1 0.5) that turns cloudy tiles into cloud-free ones. The generator does not start "
+        "blind: under thin clouds and shadows the ground is recovered by linear unmixing, elsewhere the "
+        "masked pixels are filled from their surroundings, and the network learns, per pixel, how much to "
+        "trust the unmixed ground over the fill.</p>"
         "<p><b>Two modes.</b> <i>Paired</i>: give a <b>cloudy</b> and a <b>clear</b> date of the same place on "
         "one grid (and optionally the cloudy date's mask). <i>Synthetic</i>: give only a <b>clear</b> raster; "
         "synthetic clouds, shadows and gaps are made on the fly. With a <b>mask</b>, pixels whose value is "

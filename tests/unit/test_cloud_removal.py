@@ -46,7 +46,8 @@ def trained(shared_data, tmp_path_factory):
 @pytest.mark.parametrize("bands", [3, 4, 6])
 @pytest.mark.parametrize("tile", [64, 128])
 def test_generator_output_shapes(bands, tile):
-    for kind, with_mask in (("plain", False), ("plain", True), ("fill_residual", True)):
+    for kind, with_mask in (("plain", False), ("plain", True), ("fill_residual", True), ("unmix_residual", True),
+                            ("unmix_blend", True)):
         cin = bands + int(with_mask)
         g = cr.build_generator(cin, bands, "small", kind=kind, depth=5 if tile == 64 else 6, base=8,
                                max_channels=32).eval()
@@ -222,9 +223,11 @@ def test_model_file_metadata(trained):
     assert meta.training["inference_dropout"] is False
     assert meta.training["selected_step"] in (20, 40)
     assert meta.normalization["beyond_clip"] == "log"
-    hp = meta.hyperparameters  # the default generator refines a smooth fill: 4 bands + the mask channel
+    hp = meta.hyperparameters  # the default generator blends an unmixed ground and a fill: 4 bands + the mask
     assert meta.architecture == "fill_residual_generator" and meta.tile_size == 64
     assert hp["bands"] == 4 and hp["extra_channels"] == 1
+    assert hp["base_fill"] == "unmix" and hp["unlog_clip"] == meta.normalization["clip"]
+    assert hp["head"] == "blend" and hp["residual_scale"] == 0.0
     assert not model.training
 
 

@@ -67,6 +67,89 @@ def test_resize_decoder_shapes_and_keys(tile):
 def test_registry_rebuilds_every_architecture():
     for name, hp in (("unet_generator", {"in_channels": 5, "out_channels": 4, "depth": 4, "base": 8}),
                      ("fill_residual_generator", {"bands": 4, "extra_channels": 1, "depth": 4, "base": 8}),
+                     ("fill_residual_generator", {"bands": 4, "extra_channels": 1, "depth": 4, "base": 8,
+                                                  "base_fill": "unmix", "head": "blend", "residual_scale": 0.0}),
                      ("patch_discriminator", {"in_channels": 9, "base": 8}),
                      ("unet", {"in_channels": 2, "out_channels": 1})):
         assert isinstance(networks.build(name, hp), torch.nn.Module)
+
+
+def _hazy_scene(seed=0, shadow=False):
+    """A textured ground under a cloud whose opacity ramps from 0 at its edge to 1 in its core."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:96, 0:96].astype(np.float64)
+    ground = np.stack([0.3 * np.sin(xx / 5.0 + k) * np.cos(yy / 7.0) + 0.1 * rng.standard_normal((96, 96)) - 0.2 * k
+                       for k in range(4)])
+    r = np.hypot(xx - 48, yy - 48)
+    alpha = np.clip((30.0 - r) / 20.0, 0.0, 1.0)  # 0 beyond r = 30, 1 inside r = 10
+    colour = np.array([-1.2, -1.5, -1.8, -1.0]) if shadow else np.array([1.8, 1.7, 1.9, 1.6])
+    hazy = (1 - alpha) * ground + alpha * colour[:, None, None]
+    mask = (alpha > 0).astype(np.float32)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]  # noqa: E731
+    return t(hazy), t(mask[None]), t(ground), alpha
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+def test_unmix_fill_recovers_the_ground_under_thin_cloud_and_shadow(shadow):
+    """Ground truth: a linear blend towards one colour is undone where the ground shows through."""
+    x, mask, ground, alpha = _hazy_scene(shadow=shadow)
+    fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
+    out = networks.unmix_fill(x, mask, fill)
+    assert torch.equal(out[mask.expand_as(out) == 0], x[mask.expand_as(x) == 0])  # clear pixels untouched
+    err = lambda img, sel: float((img - ground)[0][:, sel].abs().mean())  # noqa: E731
+    thin = (alpha > 0) & (alpha < 0.3)
+    # the texture under thin haze comes back, except its part along the haze colour, which one
+    # colour cannot tell from a change of opacity (measured: 0.060 against 0.120 for the fill)
+    assert err(out, thin) < 0.6 * err(fill, thin)
+    core = alpha >= 0.98  # nothing shows through: the fill is kept (opacity is capped at 0.98)
+    assert torch.allclose(out[0][:, core], fill[0][:, core], atol=0.05)
+    assert err(out, alpha > 0) < err(fill, alpha > 0)
+
+
+def test_unmix_fill_is_affine_invariant_and_skips_gaps():
+    x, mask, _, _ = _hazy_scene(1)
+    x, mask = x * 0.5, mask  # keep every value in the linear part of the normalisation (|v| < 2)
+    fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
+    base = networks.unmix_fill(x, mask, fill)
+    shift = torch.tensor([0.3, -0.2, 0.1, 0.0]).reshape(1, 4, 1, 1)
+    shifted = networks.unmix_fill(x + shift, mask, fill + shift)
+    assert torch.allclose(shifted, base + shift, atol=1e-5)  # the offset of the units does not matter
+    gap = x.clone()
+    gap[..., 40:50, 40:50] = 0.0  # nodata arrives as exact zeros in every band: the fill is used there
+    out = networks.unmix_fill(gap, mask, fill)
+    assert torch.allclose(out[..., 40:50, 40:50], fill[..., 40:50, 40:50])
+
+
+def test_untrained_unmix_generator_returns_the_unmixed_fill():
+    g = networks.FillResidualGenerator(4, 1, depth=4, base=8, max_channels=32, base_fill="unmix").eval()
+    x, mask, _, _ = _hazy_scene(2)
+    inp = torch.cat([x, mask], dim=1)[..., :64, :64]
+    with torch.no_grad():
+        fill = networks.smooth_fill(inp[:, :4], 1.0 - inp[:, 4:5])
+        np.testing.assert_array_equal(g(inp).numpy(), networks.unmix_fill(inp[:, :4], inp[:, 4:5], fill).numpy())
+    with pytest.raises(ValueError):
+        networks.FillResidualGenerator(4, 1, base_fill="biharmonic")
+
+
+def test_blend_head_starts_from_the_unmixed_fill_and_stays_between_ground_and_fill():
+    """The blend head's last layer starts at zero: its weight is then 1 - opacity, i.e. unmix_fill."""
+    g = networks.FillResidualGenerator(4, 1, depth=4, base=8, max_channels=32, base_fill="unmix", head="blend",
+                                       residual_scale=0.0).eval()
+    x, mask, _, _ = _hazy_scene(3)
+    inp = torch.cat([x, mask], dim=1)[..., 16:80, 16:80]
+    with torch.no_grad():
+        fill = networks.smooth_fill(inp[:, :4], 1.0 - inp[:, 4:5])
+        ref = networks.unmix_fill(inp[:, :4], inp[:, 4:5], fill)
+        assert torch.allclose(g(inp), ref, atol=2e-3)
+        # whatever the network says, a masked pixel lies between the unmixed ground and the fill,
+        # and a clear pixel is the input (no residual)
+        for p in g.core.final.parameters():
+            p.normal_(0, 5.0)
+        out = g(inp)
+        ground, _, fl = networks.unmix_parts(inp[:, :4], inp[:, 4:5], fill)
+        lo, hi = torch.minimum(ground, fl), torch.maximum(ground, fl)
+        m = inp[:, 4:5].expand_as(out) > 0.5
+        assert (out[m] >= lo[m] - 1e-5).all() and (out[m] <= hi[m] + 1e-5).all()
+        assert torch.equal(out[~m], inp[:, :4][~m])
+    with pytest.raises(ValueError):
+        networks.FillResidualGenerator(4, 1, head="blend")  # needs the unmixed ground
