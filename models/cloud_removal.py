@@ -74,7 +74,9 @@ Training data (:class:`TrainingSource`)
     *Synthetic* mode: a clear raster (optionally with a mask of its real clouds and the mask
     values that mean clear); random crops get synthetic clouds, shadows and gaps made on the
     fly by :func:`clouds.simulate_clouds_array` with random :class:`clouds.CloudParams`
-    (coverage 0.1-0.7, random thickness and shadows). Crops with more than
+    (coverage 0.1-0.7, random thickness and shadows), whose colour then varies smoothly band by
+    band (``synthetic["cloud_tint"]``, default 0-0.15: real thick clouds are not one colour,
+    and a model that never saw that trusts linear unmixing where it fails). Crops with more than
     ``max_unclear_fraction`` of not-clear pixels are rejected. *Paired* mode: a cloudy raster
     and a clear raster on one grid, with an optional mask of the clouds in the cloudy one.
     Augmentation: random 90-degree rotations and flips. The last ``val_fraction`` of the rows
@@ -414,6 +416,25 @@ def _random_cloud_params(rng: np.random.Generator, synthetic: dict, seed: int, t
     )
 
 
+def _tint(clear: np.ndarray, cloudy: np.ndarray, rng: np.random.Generator, tint_range) -> np.ndarray:
+    """Vary the clouds' and shadows' colour smoothly over the tile, band by band.
+
+    The simulator blends towards one colour; real thick clouds are not one colour, and a model
+    that only saw one-colour clouds trusts linear unmixing where it fails (README). The cloud's
+    contribution ``cloudy - clear`` is scaled by ``1 + t * n_b(x, y)`` with ``n_b`` smooth
+    unit-variance noise per band and ``t`` drawn from ``tint_range`` (``(0, 0)`` = off).
+    """
+    t = float(rng.uniform(*tint_range))
+    if t <= 0:
+        return cloudy
+    from scipy.ndimage import gaussian_filter
+
+    noise = gaussian_filter(rng.standard_normal(cloudy.shape), sigma=(0, 3, 3))
+    noise /= max(float(noise.std()), 1e-9)
+    clear = np.asarray(clear, dtype=np.float64)
+    return (clear + (np.asarray(cloudy, dtype=np.float64) - clear) * (1.0 + t * noise)).astype(np.float32)
+
+
 class CropSampler:
     """Draws normalised training samples and builds the fixed validation set.
 
@@ -481,6 +502,7 @@ class CropSampler:
             params = _random_cloud_params(rng, self.synthetic, cloud_seed, self.tile)
             cloudy, m = simulate_clouds_array(np.ascontiguousarray(clear, dtype=np.float32), params, valid=valid)
             mask = np.asarray(m) > 0
+            cloudy = _tint(clear, cloudy, rng, self.synthetic.get("cloud_tint", (0.0, 0.15)))
         mask = mask | ~valid
         x_img = normalize(np.asarray(cloudy, dtype=np.float64), o.stats, self.normalization)
         x_img[:, ~valid] = 0.0
@@ -658,7 +680,10 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
         raise InputError(f"Unknown generator '{kind}': use {', '.join(GENERATORS)}.")
     fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}
     if kind in ("unmix_residual", "unmix_blend"):
-        fill_hp.update(base_fill="unmix", unlog_clip=float(DEFAULT_NORMALIZATION["clip"]))
+        from .networks import PLAUSIBLE_RANGE, TRUST_POWER
+
+        fill_hp.update(base_fill="unmix", unlog_clip=float(DEFAULT_NORMALIZATION["clip"]), trust_power=TRUST_POWER,
+                       plausible_range=PLAUSIBLE_RANGE)
     if kind == "unmix_blend":
         fill_hp.update(head="blend", residual_scale=float(residual_scale))
     return GENERATORS[kind], {"bands": int(out_channels), "extra_channels": int(in_channels - out_channels), **fill_hp}

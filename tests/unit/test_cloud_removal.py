@@ -119,6 +119,24 @@ def test_band_contrast_augmentation_scales_the_ground_about_its_mid_level(shared
     np.testing.assert_array_equal(halved.validation_set(2, seed=1)[1], plain.validation_set(2, seed=1)[1])
 
 
+def test_cloud_tint_varies_the_clouds_colour_and_nothing_else(shared_data):
+    plain = cr.CropSampler([scene_source(shared_data)], 64, synthetic={"cloud_tint": [0.0, 0.0]})
+    tinted = cr.CropSampler([scene_source(shared_data)], 64, synthetic={"cloud_tint": [0.5, 0.5]})
+    changed = 0
+    for seed in range(4):  # one sample per generator: same crop, clouds and augmentation
+        x, y, known, mask = plain.sample(np.random.default_rng(seed))
+        xt, yt, known_t, mask_t = tinted.sample(np.random.default_rng(seed))
+        np.testing.assert_array_equal(y, yt)
+        np.testing.assert_array_equal(mask, mask_t)
+        np.testing.assert_array_equal(x[:, ~mask], xt[:, ~mask])  # clear pixels untouched
+        diff = np.abs(x[:4] - xt[:4])[:, mask]
+        changed += int((diff > 1e-3).sum())
+        # the change differs between bands: a tint, not a brightness change
+        if mask.sum() > 100:
+            assert not np.allclose(diff[0], diff[1], atol=1e-3)
+    assert changed > 0
+
+
 def test_validation_block_disjoint_from_training_crops(shared_data):
     src = scene_source(shared_data)
     (t0, t1), (v0, v1) = src.split(64)
@@ -228,6 +246,7 @@ def test_model_file_metadata(trained):
     assert hp["bands"] == 4 and hp["extra_channels"] == 1
     assert hp["base_fill"] == "unmix" and hp["unlog_clip"] == meta.normalization["clip"]
     assert hp["head"] == "blend" and hp["residual_scale"] == 0.0
+    assert hp["trust_power"] == 2.0 and hp["plausible_range"] == 1.0  # stored, not taken from the code
     assert not model.training
 
 

@@ -108,12 +108,14 @@ def test_unmix_fill_recovers_the_ground_under_thin_cloud_and_shadow(shadow):
 
 def test_unmix_fill_is_affine_invariant_and_skips_gaps():
     x, mask, _, _ = _hazy_scene(1)
-    x, mask = x * 0.5, mask  # keep every value in the linear part of the normalisation (|v| < 2)
+    # keep every value in the linear part of the normalisation (|v| < 2) and every unmixed ground
+    # inside the plausible range (|g| < 1), where the trust does not depend on the level
+    x = x * 0.4
     fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
     base = networks.unmix_fill(x, mask, fill)
-    shift = torch.tensor([0.3, -0.2, 0.1, 0.0]).reshape(1, 4, 1, 1)
+    shift = torch.tensor([0.15, -0.1, 0.05, 0.0]).reshape(1, 4, 1, 1)
     shifted = networks.unmix_fill(x + shift, mask, fill + shift)
-    assert torch.allclose(shifted, base + shift, atol=1e-5)  # the offset of the units does not matter
+    assert torch.allclose(shifted, base + shift, atol=1e-5)  # blending is affine: offsets carry through
     gap = x.clone()
     gap[..., 40:50, 40:50] = 0.0  # nodata arrives as exact zeros in every band: the fill is used there
     out = networks.unmix_fill(gap, mask, fill)
@@ -153,3 +155,16 @@ def test_blend_head_starts_from_the_unmixed_fill_and_stays_between_ground_and_fi
         assert torch.equal(out[~m], inp[:, :4][~m])
     with pytest.raises(ValueError):
         networks.FillResidualGenerator(4, 1, head="blend")  # needs the unmixed ground
+
+
+def test_unmix_fill_treats_tinted_thick_cloud_as_opaque():
+    """Real thick clouds are not one colour: their darker, tinted parts are no veil over the ground and
+    must get the fill, not an 'unmixed' ground in garish colours far outside the clear range."""
+    x, mask, _, alpha = _hazy_scene(4)
+    tinted = torch.from_numpy(alpha >= 0.98)
+    x[0][:, tinted] = torch.tensor([1.2, 1.5, 1.0, 1.6])[:, None] * (0.8 + 0.1 * torch.rand(1, int(tinted.sum())))
+    fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
+    out = networks.unmix_fill(x, mask, fill)
+    inside = mask[0, 0] > 0
+    assert float(out[0][:, inside].abs().max()) <= networks.PLAUSIBLE_RANGE + networks.PLAUSIBLE_MARGIN
+    assert float((out - fill)[0][:, tinted].abs().max()) < 0.1
