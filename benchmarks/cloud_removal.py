@@ -117,7 +117,8 @@ TRAINING_SUMMARY = (
     "below medium and cirrus below high, dilated 3 px). Each raster's last 20 % of rows was the validation block "
     "(model selection only). Held-out test, never read in training or selection: s2_cloud_pair. Generator "
     "unmix_blend (linear unmixing of thin clouds and shadows, smooth fill elsewhere, the U-Net sets the per-pixel "
-    "trust in the unmixed ground; no free residual), 3000 steps, scripts/train_default_cloud_model.py.")
+    "trust in the unmixed ground; no free residual), synthetic clouds tinted band by band (cloud_tint 0-0.15), "
+    "3000 steps, scripts/train_default_cloud_model.py.")
 
 
 def record(results: dict) -> None:

@@ -13,7 +13,9 @@ Generator: ``unmix_blend`` (cloud_removal.generator_spec): the ground under thin
 shadows is recovered by linear unmixing, thick parts get the smooth fill, and the pix2pix U-Net
 (bilinear-resize decoder) sets per masked pixel how much to trust the unmixed ground; no free
 residual. Masked pixels weigh 4x in the L1 term; the generator of the best validation score
-is kept (see cloud_removal.TrainConfig). Augmentation: rotations and flips. (A run with
+is kept (see cloud_removal.TrainConfig). The synthetic clouds' colour varies smoothly band by
+band (cloud_tint 0-0.15, the default), as real thick clouds do. Augmentation: rotations and
+flips. (A run with
 per-band contrast augmentation, synthetic={"band_contrast": [0.6, 1.4]}, scored lower on
 validation and was not shipped.)
 
