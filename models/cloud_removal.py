@@ -3,23 +3,24 @@
 The network
     The generator is the pix2pix U-Net :class:`networks.UNetGenerator` (4x4 stride-2
     convolutions, skip connections, tanh output). The CloudFree generators
-    (:class:`networks.FillResidualGenerator`) do not start blind: the masked pixels are
-    first filled by a smooth membrane interpolation of their surroundings
-    (:func:`networks.smooth_fill`, a push-pull pyramid and diffusion), the U-Net sees the fill
-    and the cloudy input and adds a residual to the fill. The residual's last layer starts at
-    zero, so training starts from the fill, not from noise. ``generator="unmix_residual"``
-    (the shipped model) first recovers the ground under thin clouds and shadows by linear
-    unmixing (:func:`networks.unmix_fill`: per tile, one cloud colour and one shadow colour
-    from the masked pixels; per pixel, the opacity; the ground where it shows through, the
-    smooth fill where it does not). Measured across scenes (trained on one, validated on
-    the other), the smooth fill beats biharmonic inpainting on PSNR but not on SSIM, no
-    trained residual beat the smooth fill, and unmixing lifts SSIM inside the clouds by
-    about 0.1-0.14 over both (README). ``generator="fill_residual"`` (the previous default)
-    refines the smooth fill only. ``upsample="resize"`` (the shipped model)
+    (:class:`networks.FillResidualGenerator`) do not start blind. The masked pixels are first
+    filled by a smooth membrane interpolation of their surroundings (:func:`networks.smooth_fill`,
+    a push-pull pyramid and diffusion). With ``generator="unmix_blend"`` (default, the shipped
+    model) the ground under thin clouds and shadows is then recovered by linear unmixing
+    (:func:`networks.unmix_parts`: per tile, one cloud colour and one shadow colour from the
+    masked pixels; per pixel, the opacity and the ground that shows through), and the U-Net,
+    which sees this estimate and the cloudy input, sets per masked pixel how far to trust the
+    unmixed ground over the fill. Its output always lies between the two, and its last layer
+    starts at zero, so training starts from the physical prior, not from noise. Measured across
+    scenes (trained on one, validated on the other): the smooth fill beats biharmonic
+    inpainting on PSNR but not on SSIM, free residuals on top of it or of the unmixing lowered
+    the scores, and unmixing lifts SSIM inside the clouds well above both (README). See
+    :func:`generator_spec` for the other kinds (``unmix_residual``, ``fill_residual``,
+    ``plain`` = the original pix2pix generator). ``upsample="resize"`` (the shipped model)
     replaces the decoder's transposed convolutions by bilinear x2 resizing + 3x3 convolutions,
-    which removed the dotted checkerboard texture of the first CPU model. ``generator="plain"``
-    is the original pix2pix generator. The discriminator is the conditional
-    :class:`networks.PatchDiscriminator` (70x70 PatchGAN) that scores ``cat(input, image)``.
+    which removed the dotted checkerboard texture of the first CPU model. The discriminator is
+    the conditional :class:`networks.PatchDiscriminator` (70x70 PatchGAN) that scores
+    ``cat(input, image)``.
     Two sizes (:data:`MODEL_SIZES`): ``small`` (6 levels, 32 base filters, 128 px tiles,
     trainable on a CPU) and ``full`` (the paper's 8 levels x 64 filters, 256 px tiles).
     Input channels = the selected bands, then (by default) the cloud mask as one channel

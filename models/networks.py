@@ -7,6 +7,9 @@
   swaps each 4x4 stride-2 transposed convolution for a bilinear x2 resize and a 3x3
   convolution, which cannot produce the checkerboard pattern of uneven kernel overlap
   (Odena et al., "Deconvolution and checkerboard artifacts", Distill 2016).
+- :class:`FillResidualGenerator` wraps it for cloud removal: it starts from a smooth fill of the
+  masked pixels (:func:`smooth_fill`) and, optionally, from the ground that linear unmixing of
+  thin clouds and shadows recovers (:func:`unmix_parts`, :func:`unmix_fill`).
 - :class:`PatchDiscriminator` is the conditional PatchGAN (70x70 receptive field with 3 layers).
 - :class:`UNet` is a classic 3x3-convolution U-Net for per-pixel outputs (segmentation,
   fusion quality scores), with the channel widths given explicitly.
