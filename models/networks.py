@@ -150,7 +150,7 @@ def unmix_parts(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: f
     ``g = (x - a colour) / (1 - a)``, limited to ``+-limit`` (training targets live in
     -1..1). Blending is affine, so it does not depend on the offset of the units.
 
-    The returned opacity is the *distrust* of ``g``: ``1 - (1 - a) ** trust_power``, raised to
+    The second value is the *distrust* of ``g``: ``1 - (1 - a) ** trust_power``, raised to
     1 where ``g`` leaves the range of clear ground (``|g|`` beyond ``plausible_range``, fading
     over ``PLAUSIBLE_MARGIN``; clear pixels span -0.8..0.8 in network space). Synthetic clouds
     are one colour blended linearly, real thick clouds are not: their darker, tinted parts
@@ -162,11 +162,11 @@ def unmix_parts(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: f
     ``x`` and ``fill`` are in network space (logarithmic beyond ``clip``, undone here);
     ``x``, ``fill``: ``(B, C, H, W)``; ``mask``: ``(B, 1, H, W)``, 1 = masked. Unmasked
     pixels, and masked ones with no observation (gaps and nodata arrive as exact zeros in
-    every band), get opacity 1 and ``g = fill``.
+    every band), get distrust 1 and ``g = fill``.
     """
     xl, fl = _unlog(x, clip), _unlog(fill, clip)
     ground = fl.clone()
-    opacity = torch.ones_like(mask)
+    distrust = torch.ones_like(mask)
     m_all = mask[:, 0] > 0.5
     for i in range(x.shape[0]):
         m = m_all[i]
@@ -193,8 +193,15 @@ def unmix_parts(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: f
         excess = (g.abs() - plausible_range).clamp_min(0.0).amax(0)
         a = 1.0 - (1.0 - a) ** trust_power * (1.0 - excess / PLAUSIBLE_MARGIN).clamp(0.0, 1.0)
         ground[i][:, m] = torch.where(seen[None], g.clamp(-limit, limit), fs)
-        opacity[i][0, m] = a
-    return ground, opacity, fl
+        distrust[i][0, m] = a
+    return ground, distrust, fl
+
+
+def blend_ground(ground: torch.Tensor, fill: torch.Tensor, trust: torch.Tensor, clip: float = 2.0,
+                 limit: float = 1.5) -> torch.Tensor:
+    """``fill + trust * (ground - fill)`` (linear network space, from :func:`unmix_parts`),
+    limited to ``+-limit`` and log-compressed beyond ``clip`` again, as the network's inputs are."""
+    return _relog((fill + trust * (ground - fill)).clamp(-limit, limit), clip)
 
 
 def unmix_fill(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: float = 2.0,
@@ -207,9 +214,8 @@ def unmix_fill(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: fl
     amplified by ``1 / (1 - a)`` and the fill takes over. Unmasked pixels are returned as
     ``x``. Same arguments and space as :func:`unmix_parts`.
     """
-    ground, a, fl = unmix_parts(x, mask, fill, clip, quantile, limit, trust_power, plausible_range)
-    out = _relog((fl + (1.0 - a) * (ground - fl)).clamp(-limit, limit), clip)
-    return torch.where(mask > 0.5, out, x)
+    ground, distrust, fl = unmix_parts(x, mask, fill, clip, quantile, limit, trust_power, plausible_range)
+    return torch.where(mask > 0.5, blend_ground(ground, fl, 1.0 - distrust, clip, limit), x)
 
 
 class FillResidualGenerator(nn.Module):
@@ -225,6 +231,9 @@ class FillResidualGenerator(nn.Module):
     With ``base_fill="unmix"`` the fill is refined by :func:`unmix_fill` before the U-Net sees
     it: where a cloud or shadow is thin, the ground under it is recovered by linear unmixing
     (``unlog_clip`` is the normalisation's ``clip``, beyond which inputs are log-compressed).
+    ``head="blend"`` (with ``base_fill="unmix"``) makes the U-Net's extra output channel shift
+    each masked pixel's trust in the unmixed ground over the fill instead of adding free
+    values; its band channels then add at most ``residual_scale``.
     """
 
     def __init__(self, bands: int, extra_channels: int = 1, depth: int = 6, base: int = 32, max_channels: int = 256,
@@ -258,17 +267,16 @@ class FillResidualGenerator(nn.Module):
         if self.base_fill == "smooth":
             return filled + self.residual_scale * self.core(torch.cat([filled, x], dim=1))
         with torch.no_grad():
-            ground, a, fl = unmix_parts(img, mask, filled, self.unlog_clip, **self.unmix)
-            base = torch.where(mask > 0.5, _relog((fl + (1.0 - a) * (ground - fl)).clamp(-1.5, 1.5),
-                                                  self.unlog_clip), img)
+            ground, distrust, fl = unmix_parts(img, mask, filled, self.unlog_clip, **self.unmix)
+            base = torch.where(mask > 0.5, blend_ground(ground, fl, 1.0 - distrust, self.unlog_clip), img)
         t = self.core(torch.cat([base, x], dim=1))
         if self.head == "residual":
             return base + self.residual_scale * t
         # the network corrects how far each masked pixel trusts the unmixed ground over the fill
         # (the logit of its trust 1 - distrust, shifted by up to +-4), and adds a bounded residual
-        prior_logit = torch.logit((1.0 - a).clamp(1e-4, 1.0 - 1e-4))
+        prior_logit = torch.logit((1.0 - distrust).clamp(1e-4, 1.0 - 1e-4))
         w = torch.sigmoid(prior_logit + 4.0 * t[:, self.bands:])
-        blended = _relog((fl + w * (ground - fl)).clamp(-1.5, 1.5), self.unlog_clip)
+        blended = blend_ground(ground, fl, w, self.unlog_clip)
         return torch.where(mask > 0.5, blended, img) + self.residual_scale * t[:, : self.bands]
 
 

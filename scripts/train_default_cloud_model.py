@@ -15,9 +15,8 @@ shadows is recovered by linear unmixing, thick parts get the smooth fill, and th
 residual. Masked pixels weigh 4x in the L1 term; the generator of the best validation score
 is kept (see cloud_removal.TrainConfig). The synthetic clouds' colour varies smoothly band by
 band (cloud_tint 0-0.15, the default), as real thick clouds do. Augmentation: rotations and
-flips. (A run with
-per-band contrast augmentation, synthetic={"band_contrast": [0.6, 1.4]}, scored lower on
-validation and was not shipped.)
+flips. (A run with per-band contrast augmentation, synthetic={"band_contrast": [0.6, 1.4]},
+scored lower on validation and was not shipped.)
 
     .venv/bin/python scripts/train_default_cloud_model.py --steps 3000 --out models/weights/cloud_removal_small.safetensors
 
