@@ -61,11 +61,12 @@ def make_network(name: str):
 
 def write_synthetic(raster, path: str, size: int, block: int = 1024) -> None:
     import numpy as np
+    from cloudfree.models.windows import iter_windows
 
     rng = np.random.default_rng(0)
     with raster.RasterWriter(path, width=size, height=size, geotransform=(500000, 10, 0, 5000000, 0, -10),
                              crs_wkt="", band_count=4, dtype="float32") as out:
-        for x0, y0, w, h in raster.iter_windows(size, size, block):
+        for x0, y0, w, h in iter_windows(size, size, block):
             yy, xx = np.mgrid[y0:y0 + h, x0:x0 + w].astype(np.float32)
             base = 0.2 + 0.1 * np.sin(xx / 97.0) * np.cos(yy / 53.0)
             out.write(np.stack([base * (1 + 0.1 * b) + 0.01 * rng.standard_normal((h, w), dtype=np.float32)

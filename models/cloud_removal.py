@@ -122,8 +122,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .errors import Cancelled, InputError, ModelFileError
-from .raster import (RasterInfo, check_same_grid, open_raster, parse_bands, raster_info, read_window,
-                     valid_mask)
+from .grids import check_same_grid
+from .raster import RasterInfo, open_raster, parse_bands, raster_info, read_window, valid_mask
 from .runtime import CancelCheck, Progress, check_cancelled, report
 
 TASK = "cloud_removal"

@@ -78,8 +78,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import InputError, ModelFileError
-from .raster import (RasterInfo, RasterWriter, align_to_reference, check_same_grid, open_raster, parse_bands,
-                     raster_info, read_padded, valid_mask)
+from .grids import align_to_reference, check_same_grid
+from .raster import RasterInfo, RasterWriter, open_raster, parse_bands, raster_info, read_padded, valid_mask
 from .runtime import CancelCheck, Progress, check_cancelled, report
 
 TASK = "fusion"

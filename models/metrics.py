@@ -38,8 +38,9 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
-from .raster import (RasterInfo, check_same_grid, iter_windows, open_raster, parse_bands, read_window,
-                     valid_mask)
+from .grids import check_same_grid
+from .raster import RasterInfo, open_raster, parse_bands, read_window, valid_mask
+from .windows import iter_windows
 from .runtime import CancelCheck, Progress, check_cancelled, report
 
 # Wang et al. (2004) settings; skimage derives the window radius as int(3.5 * sigma + 0.5).

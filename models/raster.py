@@ -1,31 +1,34 @@
-"""Raster I/O with GDAL: block reads, atomic writes, grid checks, band selection, scaling.
+"""Raster I/O with GDAL: open once, describe, read windows (padded or decimated), write GeoTIFFs.
 
 Conventions used across the engine:
 
 - arrays are ``(bands, rows, cols)``; band numbers given by users are 1-based, as in QGIS;
-- a *window* is ``(x0, y0, width, height)`` in pixels of the raster it refers to;
-- outputs are written to a hidden temporary file beside the destination and renamed
-  into place only when complete, so a failed or cancelled run leaves nothing behind and
-  an input can never be overwritten half-way.
+- a window is a :class:`~.windows.Window` in pixels of the raster it refers to;
+- a :class:`RasterInfo` opens its file once (:meth:`RasterInfo.dataset`) and every stage of a
+  run reads through that one dataset;
+- outputs go through :class:`~.atomic.AtomicFile`: written beside the destination and renamed
+  into place only when complete, so a failed or cancelled run leaves nothing behind and an
+  input can never be overwritten half-way.
+
+Grid comparisons and warping live in :mod:`.grids`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import uuid
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from osgeo import gdal, gdal_array, osr
 
-from .errors import GridMismatchError, InputError
+from .atomic import AtomicFile
+from .errors import InputError
+from .windows import Window, iter_windows
 
 gdal.UseExceptions()
 osr.UseExceptions()
-
-Window = tuple  # (x0, y0, width, height)
 
 
 # --------------------------------------------------------------------------- metadata
@@ -64,6 +67,21 @@ class RasterInfo:
 
     def crs_label(self) -> str:
         return crs_label(self.crs_wkt)
+
+    def dataset(self) -> gdal.Dataset:
+        """The raster opened read-only, once: later calls return the same dataset."""
+        ds = self.__dict__.get("_dataset")
+        if ds is None:
+            ds = open_raster(self.path, self.name)
+            object.__setattr__(self, "_dataset", ds)
+        return ds
+
+    def __getstate__(self) -> dict:
+        # an open GDAL dataset does not travel (pickling, copies): the copy opens its own
+        return {k: v for k, v in self.__dict__.items() if k != "_dataset"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 
 def crs_label(wkt: str) -> str:
@@ -112,7 +130,7 @@ def raster_info(path: str, name: str | None = None) -> RasterInfo:
     return info
 
 
-# --------------------------------------------------------------------------- bands and scaling
+# --------------------------------------------------------------------------- bands
 
 
 def parse_bands(spec, band_count: int, layer: str = "input", default: Sequence[int] | None = None) -> list:
@@ -134,52 +152,7 @@ def parse_bands(spec, band_count: int, layer: str = "input", default: Sequence[i
     return bands
 
 
-@dataclass(frozen=True)
-class Scaling:
-    """Linear map from stored digital numbers to reflectance: ``(DN + offset) * gain``.
-
-    Kept in model metadata so that inference applies exactly the scaling used in training.
-    """
-
-    name: str = "identity"
-    offset: float = 0.0
-    gain: float = 1.0
-
-    def to_reflectance(self, values: np.ndarray) -> np.ndarray:
-        return (values.astype(np.float32) + np.float32(self.offset)) * np.float32(self.gain)
-
-    def from_reflectance(self, values: np.ndarray) -> np.ndarray:
-        return values / np.float32(self.gain) - np.float32(self.offset)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "offset": self.offset, "gain": self.gain}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Scaling":
-        return cls(name=str(d.get("name", "custom")), offset=float(d["offset"]), gain=float(d["gain"]))
-
-
-SCALING_PRESETS = {
-    "identity": Scaling("identity", 0.0, 1.0),
-    # Sentinel-2 L1C/L2A from processing baseline 04.00 (2022-01-25) on: BOA_ADD_OFFSET = -1000.
-    "sentinel2_pb04": Scaling("sentinel2_pb04", -1000.0, 1e-4),
-    # Sentinel-2 before processing baseline 04.00: plain quantification value 10000.
-    "sentinel2_pre_pb04": Scaling("sentinel2_pre_pb04", 0.0, 1e-4),
-    # Landsat 8/9 Level-1 TOA reflectance (MTL REFLECTANCE_MULT 2e-5, ADD -0.1).
-    "landsat8_l1_toa": Scaling("landsat8_l1_toa", -5000.0, 2e-5),
-    # Landsat Collection 2 Level-2 surface reflectance (x 2.75e-5 - 0.2).
-    "landsat_c2_l2": Scaling("landsat_c2_l2", -0.2 / 2.75e-5, 2.75e-5),
-}
-
-
 # --------------------------------------------------------------------------- reading
-
-
-def iter_windows(width: int, height: int, block: int = 1024) -> Iterator[Window]:
-    """Row-major windows of at most ``block`` x ``block`` pixels covering the raster."""
-    for y0 in range(0, height, block):
-        for x0 in range(0, width, block):
-            yield (x0, y0, min(block, width - x0), min(block, height - y0))
 
 
 def read_window(ds: gdal.Dataset, window: Window, bands: Sequence[int] | None = None, dtype=np.float32) -> np.ndarray:
@@ -253,12 +226,28 @@ def valid_mask(array: np.ndarray, nodata: Sequence) -> np.ndarray:
     return valid
 
 
+def read_decimated(info: RasterInfo, bands: Sequence[int], max_size: int, *, rows: tuple | None = None,
+                   resample: str | None = None, dtype=np.float64, size: tuple | None = None) -> np.ndarray:
+    """A whole raster (or the rows ``rows = (r0, r1)``) read at reduced size, as ``(bands, h, w)``.
+
+    The size is at most ``max_size`` pixels along each axis, each axis reduced on its own
+    (GDAL's decimation without overviews: nearest pixels unless ``resample`` names a GDAL
+    resampling such as ``"average"``), or exactly ``size = (w, h)`` when given.
+    """
+    r0, r1 = rows if rows is not None else (0, info.height)
+    h = r1 - r0
+    bw, bh = size if size is not None else (min(max_size, info.width), min(max_size, h))
+    kw = {} if resample is None else {"resample_alg": getattr(gdal, f"GRIORA_{resample.capitalize()}")}
+    ds = info.dataset()
+    arrays = [ds.GetRasterBand(int(b)).ReadAsArray(0, r0, info.width, h, buf_xsize=bw, buf_ysize=bh, **kw)
+              for b in bands]
+    return np.stack(arrays if dtype is None else [a.astype(dtype) for a in arrays])
+
+
 def has_valid_pixels(info: RasterInfo, bands: Sequence[int] | None = None, sample: int = 512) -> bool:
     """Cheap check on a decimated read (at most ``sample`` x ``sample`` pixels)."""
-    ds = open_raster(info.path, info.name)
     bands = list(bands) if bands is not None else list(range(1, info.band_count + 1))
-    bw, bh = min(sample, info.width), min(sample, info.height)
-    arr = np.stack([ds.GetRasterBand(b).ReadAsArray(buf_xsize=bw, buf_ysize=bh) for b in bands])
+    arr = read_decimated(info, bands, sample, dtype=None)
     return bool(valid_mask(arr, [info.nodata[b - 1] for b in bands]).any())
 
 
@@ -335,16 +324,14 @@ class RasterWriter:
         for p in protect:
             if p and (_same_file(path, p) or os.path.abspath(path) == os.path.abspath(str(p))):
                 raise InputError(f"The output {path} is one of the inputs; choose another file, inputs are never modified.")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            os.makedirs(folder, exist_ok=True)
+        self.target = AtomicFile(path, suffix=".tif")
         self.path = path
         self.cog = cog
         self.dtype = np.dtype(dtype)
         self.width = width if width is not None else like.width
         self.height = height if height is not None else like.height
         self.band_count = band_count
-        self.tmp_path = os.path.join(folder, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex[:8]}.tif")
+        self.tmp_path = self.target.tmp
         driver = gdal.GetDriverByName("GTiff")
         self.ds = driver.Create(self.tmp_path, self.width, self.height, band_count,
                                 numpy_to_gdal_type(self.dtype), default_creation_options(self.dtype))
@@ -361,7 +348,6 @@ class RasterWriter:
                 band.SetNoDataValue(float(nodata))
             if descriptions and b - 1 < len(descriptions) and descriptions[b - 1]:
                 band.SetDescription(str(descriptions[b - 1]))
-        self._done = False
 
     def write(self, array: np.ndarray, x0: int, y0: int) -> None:
         """Write ``(bands, rows, cols)`` (or ``(rows, cols)`` for one band) at pixel (x0, y0)."""
@@ -386,22 +372,17 @@ class RasterWriter:
             gdal.Translate(cog_tmp, src, format="COG", creationOptions=opts)
             os.remove(src)
             src = cog_tmp
-        os.replace(src, self.path)
-        self._done = True
-        return self.path
+        return self.target.commit(src)
 
     def abort(self) -> None:
         self.ds = None
-        for p in (self.tmp_path, self.tmp_path + ".cog.tif", self.tmp_path + ".aux.xml"):
-            if os.path.exists(p):
-                os.remove(p)
-        self._done = True
+        self.target.abort(self.tmp_path + ".cog.tif")
 
     def __enter__(self) -> "RasterWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if self._done:
+        if self.target.done:
             return False
         if exc_type is None:
             self.commit()
@@ -423,94 +404,6 @@ def write_array(path: str, array: np.ndarray, like: RasterInfo | None = None, **
     return path
 
 
-# --------------------------------------------------------------------------- grids
-
-
-def _same_crs(a: str, b: str) -> bool:
-    if not a or not b:
-        return not a and not b
-    sa, sb = osr.SpatialReference(), osr.SpatialReference()
-    sa.ImportFromWkt(a)
-    sb.ImportFromWkt(b)
-    return bool(sa.IsSame(sb))
-
-
-def grid_difference(info: RasterInfo, ref: RasterInfo, tolerance: float = 1e-3) -> str | None:
-    """Why ``info`` is not on ``ref``'s grid, or None if it is. ``tolerance`` is in pixels."""
-    if not _same_crs(info.crs_wkt, ref.crs_wkt):
-        return f"a different CRS ({info.crs_label()} instead of {ref.crs_label()})"
-    gi, gr = info.geotransform, ref.geotransform
-    if gi[2] != gr[2] or gi[4] != gr[4]:
-        return "a different rotation of its geotransform"
-    rx, ry = abs(gr[1]), abs(gr[5])
-    if abs(gi[1] - gr[1]) > tolerance * rx / max(ref.width, 1) or abs(gi[5] - gr[5]) > tolerance * ry / max(ref.height, 1):
-        return f"a different pixel size ({abs(gi[1]):g} x {abs(gi[5]):g} instead of {rx:g} x {ry:g})"
-    dx, dy = (gi[0] - gr[0]) / gr[1], (gi[3] - gr[3]) / gr[5]
-    if abs(dx) > tolerance or abs(dy) > tolerance:
-        return f"a shifted origin ({dx:+.3f}, {dy:+.3f} pixels)"
-    if (info.width, info.height) != (ref.width, ref.height):
-        return f"a different size ({info.width}x{info.height} instead of {ref.width}x{ref.height})"
-    return None
-
-
-def check_same_grid(infos: Sequence[RasterInfo], tolerance: float = 1e-3) -> None:
-    """Raise :class:`GridMismatchError` naming the layers unless all share the first one's grid."""
-    ref = infos[0]
-    problems = []
-    for info in infos[1:]:
-        why = grid_difference(info, ref, tolerance)
-        if why:
-            problems.append(f"layer '{info.name}' has {why}")
-    if problems:
-        raise GridMismatchError(
-            f"Layers must share the grid of '{ref.name}' (CRS, pixel size, origin and size): "
-            + "; ".join(problems) + ". Align them first (for example with the ALIGN option or GDAL Warp)."
-        )
-
-
-def overlap_fraction(info: RasterInfo, ref: RasterInfo) -> float:
-    """Fraction of ``ref``'s extent covered by ``info``'s extent (after reprojection to ref's CRS)."""
-    bx = info.bounds
-    if info.crs_wkt and ref.crs_wkt and not _same_crs(info.crs_wkt, ref.crs_wkt):
-        src, dst = osr.SpatialReference(), osr.SpatialReference()
-        src.ImportFromWkt(info.crs_wkt)
-        dst.ImportFromWkt(ref.crs_wkt)
-        for s in (src, dst):
-            s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        bx = osr.CoordinateTransformation(src, dst).TransformBounds(*bx, 21)
-    rb = ref.bounds
-    w = max(0.0, min(bx[2], rb[2]) - max(bx[0], rb[0]))
-    h = max(0.0, min(bx[3], rb[3]) - max(bx[1], rb[1]))
-    area = (rb[2] - rb[0]) * (rb[3] - rb[1])
-    return (w * h) / area if area > 0 else 0.0
-
-
-def align_to_reference(infos: Sequence[RasterInfo], ref: RasterInfo, folder: str,
-                       resampling: str = "bilinear") -> list:
-    """Warp every raster onto ``ref``'s grid as lazy VRT files in ``folder``.
-
-    Rasters already on the grid are returned unchanged. Warped VRTs are computed
-    block by block when read, so memory stays bounded.
-    """
-    out = []
-    for i, info in enumerate(infos):
-        if grid_difference(info, ref) is None:
-            out.append(info)
-            continue
-        if not info.is_georeferenced or not ref.is_georeferenced:
-            raise GridMismatchError(f"Layer '{info.name}' cannot be warped onto '{ref.name}': both need a CRS.")
-        if overlap_fraction(info, ref) <= 0:
-            raise InputError(f"Layer '{info.name}' does not overlap '{ref.name}'.")
-        dst = os.path.join(folder, f"aligned_{i}_{uuid.uuid4().hex[:6]}.vrt")
-        nodata = info.nodata[0]
-        gdal.Warp(dst, info.path, format="VRT", dstSRS=ref.crs_wkt, outputBounds=ref.bounds,
-                  width=ref.width, height=ref.height, resampleAlg=resampling,
-                  srcNodata=nodata, dstNodata=nodata if nodata is not None else 0)
-        aligned = raster_info(dst, info.name)
-        out.append(aligned)
-    return out
-
-
 def unique_values(info: RasterInfo, band: int = 1, block: int = 2048, limit: int = 1024) -> list:
     """Distinct values of a class raster (e.g. a mask), read block by block.
 
@@ -524,24 +417,3 @@ def unique_values(info: RasterInfo, band: int = 1, block: int = 2048, limit: int
             raise InputError(f"Layer '{info.name}' has more than {limit} distinct values; a mask layer was expected.")
     nodata = info.nodata[band - 1]
     return sorted(v for v in seen if not (nodata is not None and v == nodata) and not math.isnan(v))
-
-
-def rasterize_labels(vector_path: str, field_name: str, like: RasterInfo, out_path: str,
-                     layer_name: str | None = None, nodata: int = 0) -> str:
-    """Burn a polygon layer's integer ``field_name`` onto ``like``'s grid (0 = unlabelled).
-
-    The vector is reprojected to the raster's CRS by GDAL. Written atomically.
-    """
-    from osgeo import ogr
-
-    ds = ogr.Open(str(vector_path))
-    if ds is None:
-        raise InputError(f"Labels '{vector_path}' cannot be opened as a vector layer.")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
-    if layer.GetLayerDefn().GetFieldIndex(field_name) < 0:
-        raise InputError(f"Labels layer '{layer.GetName()}' has no field '{field_name}'.")
-    with RasterWriter(out_path, like=like, band_count=1, dtype="int32", nodata=None) as out:
-        out.ds.GetRasterBand(1).Fill(nodata)
-        opts = gdal.RasterizeOptions(attribute=field_name, layers=[layer.GetName()])
-        gdal.Rasterize(out.ds, str(vector_path), options=opts)
-    return out_path

@@ -63,7 +63,8 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from .errors import InputError
-from .raster import RasterInfo, RasterWriter, _same_crs, open_raster, overlap_fraction, raster_info
+from .grids import overlap_fraction, same_crs
+from .raster import RasterInfo, RasterWriter, open_raster, raster_info
 from .runtime import check_cancelled, log, report
 
 gdal.UseExceptions()
@@ -617,7 +618,7 @@ def register(reference: RasterInfo, sensed: RasterInfo, out_path: Optional[str],
 
     tmpdir = tempfile.TemporaryDirectory(prefix="cloudfree_reg_")
     try:
-        if sensed.crs_wkt and reference.crs_wkt and not _same_crs(sensed.crs_wkt, reference.crs_wkt):
+        if sensed.crs_wkt and reference.crs_wkt and not same_crs(sensed.crs_wkt, reference.crs_wkt):
             # bring the sensed image into the reference CRS first (lazy VRT, its own resolution)
             vrt = os.path.join(tmpdir.name, "sensed_reprojected.vrt")
             nd = sensed.nodata[0]

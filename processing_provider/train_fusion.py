@@ -93,7 +93,7 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
 
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.fusion import FusionTrainConfig, report_html, train_fusion
-        from ..models.raster import check_same_grid, rasterize_labels
+        from ..models.grids import check_same_grid, rasterize_labels
 
         dates, masks = self.dates_and_masks(parameters, context, "Training")
         check_same_grid(dates + (masks or []))

@@ -1,4 +1,4 @@
-"""Raster I/O, grid checks, band parsing and scaling (engine only, no QGIS)."""
+"""Raster I/O: reading, writing, band parsing, nodata (engine only, no QGIS)."""
 
 import os
 
@@ -7,7 +7,7 @@ import pytest
 from osgeo import gdal, osr
 
 from cloudfree.models import raster
-from cloudfree.models.errors import GridMismatchError, InputError
+from cloudfree.models.errors import InputError
 
 
 @pytest.fixture()
@@ -99,51 +99,6 @@ def test_all_nodata_is_detected(tmp_path):
                                                  geotransform=(0, 1, 0, 0, 0, -1), crs_wkt=""), "empty")
     with pytest.raises(InputError, match="'empty' holds only nodata"):
         raster.require_valid_pixels(info)
-
-
-def test_grid_check_catches_shift_and_reprojection(tmp_path, pair):
-    ref = raster.raster_info(str(pair / "clean.tif"), "clean")
-    same = raster.raster_info(str(pair / "cloudy.tif"), "cloudy")
-    raster.check_same_grid([ref, same])
-
-    shifted = tmp_path / "shifted.tif"
-    gdal.Translate(str(shifted), ref.path)
-    ds = gdal.Open(str(shifted), gdal.GA_Update)
-    gt = list(ds.GetGeoTransform())
-    gt[0] += 0.5 * gt[1]
-    ds.SetGeoTransform(gt)
-    ds = None
-    with pytest.raises(GridMismatchError, match=r"'shifted' has a shifted origin \(\+0.500"):
-        raster.check_same_grid([ref, raster.raster_info(str(shifted), "shifted")])
-
-    warped = tmp_path / "utm.tif"
-    gdal.Warp(str(warped), ref.path, dstSRS="EPSG:32630")
-    with pytest.raises(GridMismatchError, match=r"'utm' has a different CRS \(EPSG:32630 instead of EPSG:4326\)"):
-        raster.check_same_grid([ref, raster.raster_info(str(warped), "utm")])
-
-    aligned = raster.align_to_reference([raster.raster_info(str(warped), "utm")], ref, str(tmp_path))
-    raster.check_same_grid([ref, aligned[0]])
-    back = raster.read_window(raster.open_raster(aligned[0].path), (64, 64, 128, 128), [4])
-    orig = raster.read_window(raster.open_raster(ref.path), (64, 64, 128, 128), [4])
-    assert np.corrcoef(back.ravel(), orig.ravel())[0, 1] > 0.95
-
-
-def test_no_overlap_cannot_be_aligned(tmp_path, pair):
-    ref = raster.raster_info(str(pair / "clean.tif"), "clean")
-    far = tmp_path / "far.tif"
-    gdal.Translate(str(far), ref.path, outputBounds=[100.0, 10.0, 100.02, 9.98])
-    with pytest.raises(InputError, match="'far' does not overlap 'clean'"):
-        raster.align_to_reference([raster.raster_info(str(far), "far")], ref, str(tmp_path))
-
-
-def test_sentinel2_and_landsat_scaling():
-    s2 = raster.SCALING_PRESETS["sentinel2_pb04"]
-    np.testing.assert_allclose(s2.to_reflectance(np.array([1000, 11000, 3500])), [0.0, 1.0, 0.25], atol=1e-6)
-    np.testing.assert_allclose(s2.from_reflectance(np.array([0.25], dtype=np.float32)), [3500], rtol=1e-6)
-    l8 = raster.SCALING_PRESETS["landsat8_l1_toa"]
-    dn = np.array([10000.0, 20000.0])
-    np.testing.assert_allclose(l8.to_reflectance(dn), dn * 2e-5 - 0.1, atol=1e-6)
-    assert raster.Scaling.from_dict(s2.to_dict()) == s2
 
 
 def test_compression_can_be_forced_to_deflate_for_other_software(tmp_path, monkeypatch):

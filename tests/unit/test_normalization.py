@@ -1,0 +1,60 @@
+"""Percentile scaling (numpy and torch) and display stretches (engine only)."""
+
+import numpy as np
+import torch
+
+from cloudfree.models import normalization as nz
+
+
+def test_percentile_scaling_maps_limits_to_target_and_inverts():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(100, 3000, (3, 40, 40))
+    stats = {"low": [], "high": []}
+    for band in x:
+        lo, hi = nz.percentile_limits(band.ravel())
+        stats["low"].append(lo)
+        stats["high"].append(hi)
+    y = nz.to_network(x, stats, target=0.8, clip=2.0)
+    assert y.dtype == np.float32
+    lo_pixel = np.unravel_index(np.argmin(np.abs(x[0] - stats["low"][0])), x[0].shape)
+    assert abs(y[0][lo_pixel] + 0.8) < 0.01
+    np.testing.assert_allclose(nz.from_network(y, stats, target=0.8), x, rtol=1e-5)
+    # a batch (B, C, H, W) uses axis 1 for the bands
+    yb = nz.to_network(x[None], stats, target=0.8, clip=2.0)
+    np.testing.assert_array_equal(yb[0], y)
+
+
+def test_log_compression_beyond_clip_matches_torch_and_inverts():
+    stats = {"low": [0.0], "high": [1.0]}
+    x = np.linspace(-5, 12, 200).reshape(1, 10, 20)
+    y = nz.to_network(x, stats, target=0.8, clip=2.0, beyond="log")
+    assert y.max() < 2.0 + np.log1p(30)
+    assert np.all(np.diff(y.ravel()) > 0)  # monotonic: no two bright values collapse
+    clipped = nz.to_network(x, stats, target=0.8, clip=2.0)
+    assert clipped.max() == 2.0
+    linear = torch.from_numpy((x - 0.5) / 0.5 * 0.8)
+    np.testing.assert_allclose(nz.compress(linear, 2.0).numpy(), y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nz.expand(nz.compress(linear, 2.0), 2.0).numpy(), linear.numpy(), rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_nan_becomes_zero_and_empty_statistics_fall_back():
+    stats = {"low": [0.0], "high": [1.0]}
+    y = nz.to_network(np.array([[[np.nan, 0.5]]]), stats, target=0.8, clip=2.0)
+    assert y[0, 0, 0] == 0.0 and y[0, 0, 1] == 0.0
+    assert nz.percentile_limits(np.array([])) == (0.0, 1.0)
+    # a constant band never divides by zero
+    flat = nz.to_network(np.full((1, 2, 2), 7.0), {"low": [7.0], "high": [7.0]}, target=0.8, clip=2.0)
+    assert np.isfinite(flat).all()
+
+
+def test_display_stretches():
+    img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    valid = np.ones_like(img, dtype=bool)
+    valid[0, 0] = False
+    u8 = nz.stretch_to_uint8(img, valid)
+    assert u8.dtype == np.uint8 and u8[0, 0] == 0 and u8[-1, -1] == 255
+    assert not nz.stretch_to_uint8(img, np.zeros_like(valid)).any()
+    lo, hi = nz.stretch_limits(np.array([np.nan, 0.0, 1.0, 2.0]), (0, 100))
+    assert (lo, hi) == (0.0, 2.0)
+    np.testing.assert_allclose(nz.stretch(np.array([-1.0, 1.0, 3.0, np.nan]), 0.0, 2.0), [0, 0.5, 1, 0])
