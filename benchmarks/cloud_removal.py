@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 PAIR = DATA / "s2_cloud_pair"
 BANDS = [2, 3, 4, 8]
-MODEL = ROOT / "models" / "weights" / "cloud_removal_small.safetensors"
+MODEL = ROOT / "models" / "pretrained" / "cloud_removal_small.safetensors"
 
 
 def engine():

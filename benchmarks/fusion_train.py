@@ -1,4 +1,4 @@
-"""Train the shipped fusion model models/weights/fusion_default.safetensors on the real NDVI series.
+"""Train the shipped fusion model models/pretrained/fusion_default.safetensors on the real NDVI series.
 
 Run: .venv/bin/python benchmarks/fusion_train.py  (about 15 minutes on one CPU thread)
 """
@@ -32,7 +32,7 @@ def main(steps=360):
                                 lr_halve_every_epochs=5, val_every=60, batch_size=4, tile=64, seed=0,
                                 device="cpu", num_threads=1)
     cfg.holdout_dates = holdout_dates(cfg)
-    out = ROOT / "models" / "weights" / fu.DEFAULT_MODEL_FILE
+    out = ROOT / "models" / "pretrained" / fu.DEFAULT_MODEL_FILE
     t = time.time()
 
     def progress(fraction, message=None):

@@ -16,5 +16,5 @@ Open this package first to find "where the maths is":
 - ``fusion``    multi-date fusion: quality network, baselines, training
 - ``quicklook`` PNG previews
 
-Weights of the models that ship with the plugin live in ``models/weights/``.
+Weights of the models that ship with the plugin live in ``models/pretrained/``.
 """

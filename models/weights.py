@@ -10,7 +10,6 @@ Weights are plain tensors (safetensors never unpickles anything); the header's
       "hyperparameters": {...},                # constructor arguments of that network
       "bands": ["blue", "green", "red", "nir"],# input bands, in order
       "extra_channels": ["cloud_mask"],        # further input channels after the bands
-      "scaling": {"name": ..., "offset": ..., "gain": ...},   # DN -> reflectance
       "normalization": {...},                  # how reflectance is mapped to network input
       "tile_size": 256,
       "training": {...},                       # data, steps, seed... exactly what it saw
@@ -26,14 +25,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass, field
 
+from .atomic import atomic_output
 from .errors import ModelFileError
 
 FORMAT = "cloudfree-model/1"
 METADATA_KEY = "cloudfree"
-SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 
 
 @dataclass
@@ -43,7 +42,6 @@ class ModelMetadata:
     hyperparameters: dict
     bands: list
     extra_channels: list = field(default_factory=list)
-    scaling: dict = field(default_factory=lambda: {"name": "identity", "offset": 0.0, "gain": 1.0})
     normalization: dict = field(default_factory=dict)
     tile_size: int = 256
     training: dict = field(default_factory=dict)
@@ -62,6 +60,7 @@ class ModelMetadata:
     def from_json(cls, text: str) -> "ModelMetadata":
         data = json.loads(text)
         known = {f for f in cls.__dataclass_fields__}
+        # keys this version does not know (e.g. the never-used "scaling" of early files) are dropped
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -77,15 +76,8 @@ def write_atomic(path: str, state: dict, metadata: ModelMetadata | None = None) 
     (``metadata=None``: bare tensors, e.g. a training checkpoint's best generator)."""
     from safetensors.torch import save_file
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_output(path) as tmp:
         save_file(state, tmp, metadata={METADATA_KEY: metadata.to_json()} if metadata is not None else None)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def read_metadata(path: str) -> ModelMetadata:
@@ -156,7 +148,7 @@ def load_model(path: str, *, task: str | None = None, band_count: int | None = N
 
 
 def shipped_model(filename: str) -> str:
-    """Path of a model that ships with the plugin, in ``models/weights/``."""
+    """Path of a model that ships with the plugin, in ``models/pretrained/``."""
     return os.path.join(SHIPPED_DIR, filename)
 
 
@@ -165,9 +157,11 @@ def update_metadata(path: str, **changes) -> ModelMetadata:
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
+    unknown = sorted(k for k in changes if k not in ModelMetadata.__dataclass_fields__)
+    if unknown:
+        raise ModelFileError(f"Model file '{os.path.basename(str(path))}': no metadata field named "
+                             f"{', '.join(unknown)}; the fields are {', '.join(ModelMetadata.__dataclass_fields__)}.")
     for key, value in changes.items():
-        if not hasattr(meta, key):
-            raise KeyError(key)
         setattr(meta, key, value)
     write_atomic(path, load_file(str(path)), meta)
     return meta

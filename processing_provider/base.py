@@ -93,7 +93,7 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
         return dates, masks
 
     def model_file(self, parameters, name: str, context, default: str) -> str:
-        """The model file a parameter names, or the shipped ``default`` (in models/weights/)."""
+        """The model file a parameter names, or the shipped ``default`` (in models/pretrained/)."""
         from ..models.weights import shipped_model
 
         path = self.parameterAsFile(parameters, name, context) or shipped_model(default)

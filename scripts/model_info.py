@@ -1,4 +1,4 @@
-"""Print the metadata of CloudFree model files: scripts/model_info.py models/weights/*.safetensors"""
+"""Print the metadata of CloudFree model files: scripts/model_info.py models/pretrained/*.safetensors"""
 
 import json
 import sys

@@ -1,4 +1,4 @@
-"""Train the cloud-removal model that ships in models/weights/ (reproducible record).
+"""Train the cloud-removal model that ships in models/pretrained/ (reproducible record).
 
 Training data (all real, from ../shared/data; see its README for sources and licences):
 - s2_cloudy_scene/scene.tif bands 1-4 (blue, green, red, NIR), pixels its reference mask
@@ -18,7 +18,7 @@ band (cloud_tint 0-0.15, the default), as real thick clouds do. Augmentation: ro
 flips. (A run with per-band contrast augmentation, synthetic={"band_contrast": [0.6, 1.4]},
 scored lower on validation and was not shipped.)
 
-    .venv/bin/python scripts/train_default_cloud_model.py --steps 3000 --out models/weights/cloud_removal_small.safetensors
+    .venv/bin/python scripts/train_default_cloud_model.py --steps 3000 --out models/pretrained/cloud_removal_small.safetensors
 
 Cross-scene experiment (how a recipe generalises to a place it never saw): train on one scene
 only and validate on the whole of the other, e.g. ``--validate-on s2 --steps 1500 --work
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", default=str(ROOT / "models" / "weights" / "cloud_removal_small.safetensors"))
+    ap.add_argument("--out", default=str(ROOT / "models" / "pretrained" / "cloud_removal_small.safetensors"))
     ap.add_argument("--work", default=str(ROOT / ".train_cloud"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", default=None)

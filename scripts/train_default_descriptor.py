@@ -1,4 +1,4 @@
-"""Train the CNN patch descriptor that ships in models/weights/ (reproducible record).
+"""Train the CNN patch descriptor that ships in models/pretrained/ (reproducible record).
 
 Self-supervised like Ye et al. (GRSL 2018): seed patches cut from real images, each seed its
 own class, expanded by random rotation / scale / radiometric augmentation; InfoNCE loss
@@ -19,7 +19,7 @@ Held out (never read during training):
 Held-out figure: top-1 retrieval of augmented twins among 256 seeds (same augmentation as
 training, fixed seed), trained net vs the same architecture with random weights.
 
-    .venv/bin/python scripts/train_default_descriptor.py [--steps 800] [--out models/weights/registration_descriptor.safetensors]
+    .venv/bin/python scripts/train_default_descriptor.py [--steps 800] [--out models/pretrained/registration_descriptor.safetensors]
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "models" / "weights" / "registration_descriptor.safetensors"))
+    ap.add_argument("--out", default=str(ROOT / "models" / "pretrained" / "registration_descriptor.safetensors"))
     args = ap.parse_args(argv)
     import torch
 

@@ -84,3 +84,24 @@ def test_update_metadata_keeps_tensors(tmp_path):
     assert meta.metrics == {"held_out": {"psnr": 20.0}} and meta.bands == ["blue", "green", "red", "nir"]
     x = torch.rand(1, 4, 64, 64)
     assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_update_metadata_with_an_unknown_field_is_a_model_file_error(tmp_path):
+    # was a bare KeyError, which escaped the CloudFreeError -> QgsProcessingException mapping
+    small_unet_file(tmp_path / "m.safetensors")
+    before = (tmp_path / "m.safetensors").read_bytes()
+    with pytest.raises(ModelFileError, match="'m.safetensors': no metadata field named held_out_metrics"):
+        weights.update_metadata(str(tmp_path / "m.safetensors"), held_out_metrics={"psnr": 1.0})
+    assert (tmp_path / "m.safetensors").read_bytes() == before
+
+
+def test_files_with_the_retired_scaling_key_still_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, meta = small_unet_file(tmp_path / "m.safetensors")
+    doc = json.loads(meta.to_json())
+    doc["scaling"] = {"name": "identity", "offset": 0.0, "gain": 1.0}
+    save_file(load_file(str(tmp_path / "m.safetensors")), str(tmp_path / "old.safetensors"),
+              metadata={weights.METADATA_KEY: json.dumps(doc)})
+    _, back = weights.load_model(str(tmp_path / "old.safetensors"), task="cloud_removal")
+    assert back.bands == meta.bands
