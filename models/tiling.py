@@ -20,8 +20,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .errors import InputError, ModelFileError
 from .raster import RasterInfo, RasterWriter, open_raster, read_padded, valid_mask
 from .runtime import CancelCheck, Progress, check_cancelled, report, steady_memory
+from .windows import Window
 
 TileFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -36,7 +38,8 @@ class TileLayout:
 
     def __post_init__(self):
         if self.tile < 1 or not (0 <= self.overlap < self.tile):
-            raise ValueError(f"need 0 <= overlap ({self.overlap}) < tile ({self.tile})")
+            raise InputError(f"Tile overlap {self.overlap} px does not fit tiles of {self.tile} px: the overlap must "
+                             "be at least 0 and smaller than the tile size.")
 
     @property
     def stride(self) -> int:
@@ -180,89 +183,122 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     out_bands = out_bands or len(bands)
     if out_nodata == "auto":
         out_nodata = default_nodata(src, out_dtype)
-    src_nodata = [src.nodata[b - 1] for b in bands]
-    ly, lx = TileLayout(src.height, tile, overlap), TileLayout(src.width, tile, overlap)
-    ys, xs = ly.starts(), lx.starts()
-    W, T = src.width, tile
-    strip_w = xs[-1] + T - xs[0]
-    weight = blend_window(T, overlap)
-    row_sum, col_sum = weight_profile(ly), weight_profile(lx)
-    total_tiles = len(ys) * len(xs)
+    run = _TiledRun(fn, src, bands, list(extra), out_bands, np.dtype(out_dtype), TileLayout(src.height, tile, overlap),
+                    TileLayout(src.width, tile, overlap), batch_size, fill_value, out_nodata, postprocess)
+    writer = RasterWriter(dst_path, like=src, band_count=out_bands, dtype=out_dtype, nodata=out_nodata,
+                          descriptions=descriptions, cog=cog, protect=[src.path] + [i.path for i, _ in extra])
+    with steady_memory(), writer:
+        run.execute(writer, progress, cancelled)
+    return dst_path
 
-    datasets = [open_raster(src.path, src.name)] + [open_raster(i.path, i.name) for i, _ in extra]
-    n_in = len(bands) + sum(len(b) for _, b in extra)
-    # Every strip-sized array is allocated once and reused: two input strips (the reader fills
-    # one while tiles are cut from the other), the blend and its weights, and two output blocks
-    # (one may still be queued for writing). Memory stays fixed per run, and arrays beyond
-    # glibc's 32 MB mmap threshold (strips wider than about 4096 px) are not mapped and
-    # page-faulted again for every row of tiles (see runtime.steady_memory for the network).
-    strips = [_Buffer(n_in, T, strip_w, np.float32) for _ in range(2)]
-    blend_buf, weight_buf = _Buffer(out_bands, T, W, np.float64), _Buffer(1, T, W, np.float64)
-    out_bufs = [_Buffer(out_bands, T, W, out_dtype) for _ in range(2)]
 
-    def read_strip(y: int, buf: np.ndarray):
-        window = (xs[0], y, strip_w, T)
-        main = read_padded(datasets[0], window, bands, out=buf[: len(bands)])
-        valid = valid_mask(main, src_nodata)
-        pos = len(bands)
-        for ds, (_, b) in zip(datasets[1:], extra):
+class _TiledRun:
+    """The state of one :func:`run_tiled` call and its stages: read a strip of tiles, run the
+    function over it in batches, then finish, post-process and queue the rows no later tile touches.
+
+    The tiler opens its own handles on the inputs: they are read on a background thread, and
+    a GDAL dataset must not be shared between threads.
+    """
+
+    def __init__(self, fn, src, bands, extra, out_bands, out_dtype, ly, lx, batch_size, fill_value, out_nodata,
+                 postprocess):
+        self.fn, self.src, self.bands, self.extra = fn, src, bands, extra
+        self.out_bands, self.out_dtype, self.out_nodata = out_bands, out_dtype, out_nodata
+        self.batch_size, self.fill_value, self.postprocess = batch_size, fill_value, postprocess
+        self.ys, self.xs = ly.starts(), lx.starts()
+        self.T, self.W, self.overlap = ly.tile, src.width, ly.overlap
+        self.strip_w = self.xs[-1] + self.T - self.xs[0]
+        self.weight = blend_window(self.T, self.overlap)
+        self.row_sum, self.col_sum = weight_profile(ly), weight_profile(lx)
+        self.total_tiles = len(self.ys) * len(self.xs)
+        self.src_nodata = [src.nodata[b - 1] for b in bands]
+        self.datasets = [open_raster(src.path, src.name)] + [open_raster(i.path, i.name) for i, _ in extra]
+        n_in = len(bands) + sum(len(b) for _, b in extra)
+        T, W = self.T, self.W
+        # Every strip-sized array is allocated once and reused: two input strips (the reader fills
+        # one while tiles are cut from the other), the blend and its weights, and two output blocks
+        # (one may still be queued for writing). Memory stays fixed per run, and arrays beyond
+        # glibc's 32 MB mmap threshold (strips wider than about 4096 px) are not mapped and
+        # page-faulted again for every row of tiles (see runtime.steady_memory for the network).
+        self.strips = [_Buffer(n_in, T, self.strip_w, np.float32) for _ in range(2)]
+        self.blend_buf, self.weight_buf = _Buffer(out_bands, T, W, np.float64), _Buffer(1, T, W, np.float64)
+        self.out_bufs = [_Buffer(out_bands, T, W, out_dtype) for _ in range(2)]
+        self.acc = np.zeros((out_bands, T, W), dtype=np.float64)
+        self.pending_writes: list = []
+        self.done_tiles = 0
+
+    def read_strip(self, y: int, buf: np.ndarray) -> tuple:
+        """One row of tiles (mirror-padded outside the raster) and its validity; nodata -> ``fill_value``."""
+        window = Window(self.xs[0], y, self.strip_w, self.T)
+        nb = len(self.bands)
+        main = read_padded(self.datasets[0], window, self.bands, out=buf[:nb])
+        valid = valid_mask(main, self.src_nodata)
+        pos = nb
+        for ds, (_, b) in zip(self.datasets[1:], self.extra):
             read_padded(ds, window, b, out=buf[pos:pos + len(b)])
             pos += len(b)
         if not valid.all():
-            buf[: len(bands), ~valid] = fill_value
+            buf[:nb, ~valid] = self.fill_value
         return buf, valid
 
-    acc = np.zeros((out_bands, T, W), dtype=np.float64)
-    done_tiles = 0
-    writer = RasterWriter(dst_path, like=src, band_count=out_bands, dtype=out_dtype, nodata=out_nodata,
-                          descriptions=descriptions, cog=cog, protect=[src.path] + [i.path for i, _ in extra])
-    io_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-read")
-    write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-write")
-    pending_writes = []
-    with steady_memory(), writer:
+    def run_strip(self, strip: np.ndarray, strip_valid: np.ndarray, progress, cancelled) -> None:
+        """Run the function over one row of tiles in balanced batches; blend the outputs into the accumulator."""
+        T, x_first = self.T, self.xs[0]
+        for bx in _balanced(self.xs, self.batch_size):
+            check_cancelled(cancelled)
+            batch = np.stack([strip[:, :, x - x_first:x - x_first + T] for x in bx])
+            vbatch = np.stack([strip_valid[:, x - x_first:x - x_first + T] for x in bx])
+            result = np.asarray(self.fn(batch, vbatch))
+            if result.shape != (len(bx), self.out_bands, T, T):
+                raise ModelFileError(f"The network returned tiles of shape {result.shape} where "
+                                     f"{(len(bx), self.out_bands, T, T)} was expected: the model does not fit "
+                                     "this input or tile size.")
+            for x, out in zip(bx, result):
+                _accumulate(self.acc, out, x, self.W, self.weight, self.overlap)
+            self.done_tiles += len(bx)
+            report(progress, self.done_tiles / self.total_tiles)
+
+    def finish_rows(self, k: int, strip_valid: np.ndarray, writer: RasterWriter, write_pool) -> None:
+        """Rows ``[y, y_next)`` of strip ``k`` receive no more contributions: normalise, post-process, queue them."""
+        y, T, W, x_first = self.ys[k], self.T, self.W, self.xs[0]
+        y_next = self.ys[k + 1] if k + 1 < len(self.ys) else y + T
+        r0, r1 = max(y, 0), min(y_next, self.src.height)
+        if r1 > r0:
+            n, rows = r1 - r0, slice(r0 - y, r1 - y)
+            weights = np.multiply.outer(self.row_sum[r0:r1], self.col_sum, out=self.weight_buf.view(n)[0])
+            blended = np.divide(self.acc[:, rows], weights, out=self.blend_buf.view(n))
+            valid_rows = strip_valid[rows, -x_first:-x_first + W]
+            if self.postprocess is not None:
+                blended = self.postprocess(blended, r0, valid_rows)
+            if len(self.pending_writes) >= 2:
+                self.pending_writes[-2].result()  # the last block in this buffer is on disk
+            block = cast_output(blended, self.out_dtype, out=self.out_bufs[len(self.pending_writes) % 2].view(n))
+            if self.out_nodata is not None and not valid_rows.all():
+                block[:, ~valid_rows] = self.out_nodata
+            self.pending_writes.append(write_pool.submit(writer.write, block, 0, r0))
+        shift = y_next - y
+        if shift < T:
+            self.acc[:, : T - shift] = self.acc[:, shift:]
+        self.acc[:, max(T - shift, 0):] = 0
+
+    def execute(self, writer: RasterWriter, progress, cancelled) -> None:
+        """Read strip k+1 and write finished rows on background threads while the function runs on strip k."""
+        io_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-read")
+        write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-write")
+        T, ys = self.T, self.ys
         try:
-            next_strip = io_pool.submit(read_strip, ys[0], strips[0].view(T))
-            for k, y in enumerate(ys):
+            next_strip = io_pool.submit(self.read_strip, ys[0], self.strips[0].view(T))
+            for k in range(len(ys)):
                 check_cancelled(cancelled)
                 strip, strip_valid = next_strip.result()
                 if k + 1 < len(ys):  # into the other buffer, whose strip is finished
-                    next_strip = io_pool.submit(read_strip, ys[k + 1], strips[(k + 1) % 2].view(T))
-                for bx in _balanced(xs, batch_size):
-                    check_cancelled(cancelled)
-                    batch = np.stack([strip[:, :, x - xs[0]:x - xs[0] + T] for x in bx])
-                    vbatch = np.stack([strip_valid[:, x - xs[0]:x - xs[0] + T] for x in bx])
-                    result = np.asarray(fn(batch, vbatch))
-                    if result.shape != (len(bx), out_bands, T, T):
-                        raise ValueError(f"tile function returned {result.shape}, expected {(len(bx), out_bands, T, T)}")
-                    for x, out in zip(bx, result):
-                        _accumulate(acc, out, x, W, weight, overlap)
-                    done_tiles += len(bx)
-                    report(progress, done_tiles / total_tiles)
-                # rows [y, y_next) receive no more contributions: finish and write them
-                y_next = ys[k + 1] if k + 1 < len(ys) else y + T
-                r0, r1 = max(y, 0), min(y_next, src.height)
-                if r1 > r0:
-                    n, rows = r1 - r0, slice(r0 - y, r1 - y)
-                    weights = np.multiply.outer(row_sum[r0:r1], col_sum, out=weight_buf.view(n)[0])
-                    blended = np.divide(acc[:, rows], weights, out=blend_buf.view(n))
-                    valid_rows = strip_valid[rows, -xs[0]:-xs[0] + W]
-                    if postprocess is not None:
-                        blended = postprocess(blended, r0, valid_rows)
-                    if len(pending_writes) >= 2:
-                        pending_writes[-2].result()  # the last block in this buffer is on disk
-                    block = cast_output(blended, out_dtype, out=out_bufs[len(pending_writes) % 2].view(n))
-                    if out_nodata is not None and not valid_rows.all():
-                        block[:, ~valid_rows] = out_nodata
-                    pending_writes.append(write_pool.submit(writer.write, block, 0, r0))
-                shift = y_next - y
-                if shift < T:
-                    acc[:, : T - shift] = acc[:, shift:]
-                acc[:, max(T - shift, 0):] = 0
-            for f in pending_writes:  # every block must be on disk before the file is committed
+                    next_strip = io_pool.submit(self.read_strip, ys[k + 1], self.strips[(k + 1) % 2].view(T))
+                self.run_strip(strip, strip_valid, progress, cancelled)
+                self.finish_rows(k, strip_valid, writer, write_pool)
+            for f in self.pending_writes:  # every block must be on disk before the file is committed
                 f.result()
         finally:
             # on failure: drop queued reads/writes, wait for running ones, then the writer deletes its file
             io_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
-            datasets.clear()
-    return dst_path
+            self.datasets.clear()

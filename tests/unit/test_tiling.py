@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cloudfree.models import raster, tiling
-from cloudfree.models.errors import Cancelled
+from cloudfree.models.errors import Cancelled, CloudFreeError, InputError, ModelFileError
 
 GT = (300000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
 
@@ -117,3 +117,14 @@ def test_extra_rasters_are_appended_as_channels(tmp_path):
     out = read_all(tiling.run_tiled(last_channel, src, str(tmp_path / "o.tif"), extra=[(aux, [1])], out_bands=1,
                                     tile=32, overlap=8))
     assert (out == 5).all()
+
+
+def test_bad_tile_settings_and_wrong_network_outputs_are_engine_errors(tmp_path):
+    # both were bare ValueErrors, which reached QGIS as tracebacks instead of a sentence
+    src = make(tmp_path, np.zeros((2, 50, 50), dtype=np.float32))
+    with pytest.raises(InputError, match="overlap 64 px does not fit tiles of 64 px"):
+        tiling.run_tiled(identity, src, str(tmp_path / "a.tif"), tile=64, overlap=64)
+    with pytest.raises(ModelFileError, match="does not fit this input or tile size"):
+        tiling.run_tiled(lambda b, v: b[:, :1], src, str(tmp_path / "b.tif"), tile=32, overlap=8)
+    assert issubclass(InputError, CloudFreeError) and issubclass(ModelFileError, CloudFreeError)
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
