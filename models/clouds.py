@@ -26,8 +26,10 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
-from .raster import RasterInfo, RasterWriter, open_raster, parse_bands, read_window, valid_mask
+from .noise import fbm, make_octaves
+from .raster import RasterInfo, RasterWriter, parse_bands, read_decimated, read_window, valid_mask
 from .runtime import CancelCheck, Progress, check_cancelled, report
+from .windows import iter_windows
 
 CLEAR, CLOUD, SHADOW, MISSING = 0, 1, 2, 3
 MASK_LABELS = ("clear", "cloud", "cloud shadow", "missing data")
@@ -37,9 +39,6 @@ COLOUR_SAMPLE = 1024
 # The noise quantiles that calibrate coverage come from at most this many points per axis.
 CALIBRATION_POINTS = 128
 TEXTURE_AMPLITUDE = 0.06
-
-_M32 = 0xFFFFFFFF
-
 
 # --------------------------------------------------------------------------- parameters
 
@@ -87,117 +86,6 @@ def default_scale(width: int, height: int) -> float:
     return float(min(max(min(width, height) / 4.0, 32.0), 512.0))
 
 
-# --------------------------------------------------------------------------- hashed gradient noise
-
-
-def _mix32(h: np.ndarray) -> np.ndarray:
-    """Murmur3 finaliser on uint32 arrays (array arithmetic wraps modulo 2**32 silently)."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
-def _hash_lattice(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
-    hx = np.asarray(ix, dtype=np.int64).astype(np.uint32)
-    hy = np.asarray(iy, dtype=np.int64).astype(np.uint32)
-    h = _mix32(hx * np.uint32(0x9E3779B1) + np.uint32(salt & _M32))
-    return _mix32(h ^ (hy * np.uint32(0x85EBCA77)))
-
-
-def _gradients(ix: np.ndarray, iy: np.ndarray, salt: int) -> tuple:
-    """Unit gradient vectors at lattice points; only + - * / sqrt, so results are bit-reproducible."""
-    h = _hash_lattice(ix, iy, salt)
-    gx = (h & np.uint32(0xFFFF)).astype(np.float64) - 32767.5
-    gy = (h >> np.uint32(16)).astype(np.float64) - 32767.5
-    norm = np.sqrt(gx * gx + gy * gy)
-    return gx / norm, gy / norm
-
-
-def _seed_salt(seed: int, *parts: int) -> int:
-    """A 32-bit salt from the (possibly negative or huge) seed and a few small integers."""
-    s = int(seed)
-    h = 0x2545F491
-    for word in (s & _M32, (s >> 32) & _M32, 1 if s < 0 else 0, *[p & _M32 for p in parts]):
-        h = int(_mix32(np.array([(h ^ word) & _M32], dtype=np.uint32))[0])
-        h = (h + 0x6D2B79F5) & _M32
-    return h
-
-
-@dataclass(frozen=True)
-class _Octave:
-    inv_spacing: float
-    amplitude: float
-    cos: float
-    sin: float
-    offset_x: float
-    offset_y: float
-    salt: int
-
-
-def _perlin(octave: _Octave, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """One octave of gradient noise at absolute pixel coordinates ``x`` (1, w) and ``y`` (h, 1).
-
-    Every value is computed elementwise from its own absolute coordinate, so a window
-    gives bit-identical values to the same pixels of a larger window.
-    """
-    # rotating each octave hides the axis-aligned look of lattice noise
-    u = (x * octave.cos - y * octave.sin) * octave.inv_spacing + octave.offset_x
-    v = (x * octave.sin + y * octave.cos) * octave.inv_spacing + octave.offset_y
-    fu, fv = np.floor(u), np.floor(v)
-    iu, iv = fu.astype(np.int64), fv.astype(np.int64)
-    fx, fy = u - fu, v - fv
-    u0, v0 = int(iu.min()), int(iv.min())
-    nx, ny = int(iu.max()) - u0 + 2, int(iv.max()) - v0 + 2
-    if nx * ny <= 4 * iu.size + 64:
-        # the lattice of the window is small: hash it once, then gather the corners
-        gu, gv = np.meshgrid(np.arange(u0, u0 + nx), np.arange(v0, v0 + ny))
-        gx, gy = _gradients(gu.ravel(), gv.ravel(), octave.salt)
-        # pairs side by side: one gather per corner instead of two
-        g = np.stack([gx, gy], axis=1)
-        flat = (iv - v0) * nx + (iu - u0)
-        corners = []
-        for k in (0, 1, nx, nx + 1):
-            c = np.take(g, flat + k, axis=0)
-            corners.append((c[..., 0], c[..., 1]))
-    else:
-        # sparse points (the calibration sample): hash each corner directly, same values
-        corners = [_gradients(iu + du, iv + dv, octave.salt) for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1))]
-    (g00x, g00y), (g10x, g10y), (g01x, g01y), (g11x, g11y) = corners
-    n00 = g00x * fx + g00y * fy
-    n10 = g10x * (fx - 1.0) + g10y * fy
-    n01 = g01x * fx + g01y * (fy - 1.0)
-    n11 = g11x * (fx - 1.0) + g11y * (fy - 1.0)
-    sx = fx * fx * fx * (fx * (fx * 6.0 - 15.0) + 10.0)
-    sy = fy * fy * fy * (fy * (fy * 6.0 - 15.0) + 10.0)
-    a = n00 + sx * (n10 - n00)
-    b = n01 + sx * (n11 - n01)
-    return a + sy * (b - a)
-
-
-def _fbm(octaves: Sequence[_Octave], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    total = None
-    for o in octaves:
-        n = _perlin(o, x, y) * o.amplitude
-        total = n if total is None else total + n
-    return total
-
-
-def _make_octaves(rng: np.random.Generator, seed: int, tag: int, spacing: float, count: int,
-                  gain: float) -> tuple:
-    octaves = []
-    for k in range(count):
-        angle = float(rng.uniform(0.0, 2.0 * math.pi))
-        octaves.append(_Octave(
-            inv_spacing=1.0 / (spacing * 0.5 ** k), amplitude=gain ** k,
-            cos=math.cos(angle), sin=math.sin(angle),
-            # offsets keep lattice points (where Perlin noise is 0) of all octaves from lining up
-            offset_x=float(rng.uniform(0.0, 4096.0)), offset_y=float(rng.uniform(0.0, 4096.0)),
-            salt=_seed_salt(seed, tag, k)))
-    return tuple(octaves)
-
-
 def _smoothstep(t: np.ndarray) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -228,9 +116,9 @@ class CloudField:
         rng = np.random.default_rng(np.random.SeedSequence([0xC10D, seed % (1 << 64), int(seed < 0)]))
 
         count = max(1, min(8, int(math.floor(math.log2(self.scale / 2.0))) + 1))
-        self._octaves = _make_octaves(rng, seed, 1, self.scale, count, 0.5)
+        self._octaves = make_octaves(rng, seed, 1, self.scale, count, 0.5)
         tex_spacing = max(2.0, self.scale / 24.0)
-        self._texture_octaves = _make_octaves(rng, seed, 2, tex_spacing, 2, 0.5)
+        self._texture_octaves = make_octaves(rng, seed, 2, tex_spacing, 2, 0.5)
 
         thickness = float(params.thickness)
         self.max_alpha = 0.3 + 0.7 * thickness
@@ -270,7 +158,7 @@ class CloudField:
     def _calibrate(self, coverage: float) -> None:
         x, y = self._sample_points()
         missing = self._gaps(x, y)
-        noise = _fbm(self._octaves, x, y)[~missing]
+        noise = fbm(self._octaves, x, y)[~missing]
         self.sample_missing_fraction = float(missing.mean())
         if coverage <= 0.0 or noise.size == 0:
             self.threshold, self.core_threshold = math.inf, math.inf
@@ -372,7 +260,7 @@ class CloudField:
         x = _pixel_centres(ex0, ew)[None, :]
         y = _pixel_centres(ey0, eh)[:, None]
         if math.isfinite(self.threshold) and w > 0 and h > 0:
-            noise = _fbm(self._octaves, x, y)
+            noise = fbm(self._octaves, x, y)
         else:
             noise = np.full((eh, ew), -np.inf)
         cx, cy = x0 - ex0, y0 - ey0
@@ -390,7 +278,7 @@ class CloudField:
         """Fine zero-mean brightness texture of the window, float32 (h, w), roughly -1..1."""
         x = _pixel_centres(int(x0), int(w))[None, :]
         y = _pixel_centres(int(y0), int(h))[:, None]
-        return np.clip(_fbm(self._texture_octaves, x, y) * 1.6, -1.0, 1.0).astype(np.float32)
+        return np.clip(fbm(self._texture_octaves, x, y) * 1.6, -1.0, 1.0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- colour and blending
@@ -549,32 +437,60 @@ def simulate_clouds(src: RasterInfo, out_path: str, mask_path: str, params: Clou
     params.validate()
     if int(block) < 16:
         raise InputError(f"Block size must be at least 16 pixels; got {block}.")
-    block = int(block)
     if os.path.abspath(str(out_path)) == os.path.abspath(str(mask_path)):
         raise InputError("The cloudy output and the cloud mask must be two different files.")
     bands = parse_bands(bands, src.band_count, src.name)
-    src_nodata = [src.nodata[b - 1] for b in bands]
-    dtype = np.dtype(src.dtype)
-    out_nodata = src_nodata[0]
-    if out_nodata is None:
-        out_nodata = float("nan") if np.issubdtype(dtype, np.floating) else 0
-    descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
-
-    ds = open_raster(src.path, src.name)
-    bw, bh = min(COLOUR_SAMPLE, src.width), min(COLOUR_SAMPLE, src.height)
-    sample = np.stack([ds.GetRasterBand(b).ReadAsArray(buf_xsize=bw, buf_ysize=bh) for b in bands])
-    sample_valid = valid_mask(sample, src_nodata)
-    if not sample_valid.any():
-        raise InputError(f"Layer '{src.name}' holds only nodata pixels.")
-    colour = cloud_colour_for(sample, sample_valid, seed=params.seed)
+    out_nodata = _gap_value(src, bands)
+    colour = _raster_cloud_colour(src, bands, params.seed)
     field = CloudField(params, src.width, src.height)
     report(progress, 0.0, "Simulating clouds")
+    counts = _write_cloudy(src, bands, field, colour, out_nodata, out_path, mask_path, int(block), progress,
+                           cancelled)
+    total = float(src.width * src.height)
+    return {
+        "output": str(out_path),
+        "mask": str(mask_path),
+        "pixels": int(total),
+        "cloud_fraction": counts[CLOUD] / total,
+        "shadow_fraction": counts[SHADOW] / total,
+        "missing_fraction": counts[MISSING] / total,
+        "clear_fraction": counts[CLEAR] / total,
+        "requested_coverage": float(params.coverage),
+        "requested_missing": float(params.missing_data),
+        "scale": field.scale,
+        "shadow_offset": field.shadow_offset,
+        "gap_kind": field.gap_kind,
+        "cloud_colour": [float(c) for c in colour],
+        "nodata": out_nodata,
+    }
 
+
+def _gap_value(src: RasterInfo, bands: list):
+    """The value gaps take: the input's nodata, else NaN for floats and 0 for integers."""
+    out_nodata = src.nodata[bands[0] - 1]
+    if out_nodata is None:
+        out_nodata = float("nan") if np.issubdtype(np.dtype(src.dtype), np.floating) else 0
+    return out_nodata
+
+
+def _raster_cloud_colour(src: RasterInfo, bands: list, seed: int) -> np.ndarray:
+    """The cloud colour from a decimated read of the whole raster (same sample as the array version)."""
+    sample = read_decimated(src, bands, COLOUR_SAMPLE, dtype=None)
+    sample_valid = valid_mask(sample, [src.nodata[b - 1] for b in bands])
+    if not sample_valid.any():
+        raise InputError(f"Layer '{src.name}' holds only nodata pixels.")
+    return cloud_colour_for(sample, sample_valid, seed=seed)
+
+
+def _write_cloudy(src, bands, field, colour, out_nodata, out_path, mask_path, block, progress, cancelled):
+    """Both outputs, block by block; returns the pixel count of each mask value. Both files or neither."""
     from .tiling import cast_output  # round and clip exactly like every other engine output
 
+    dtype = np.dtype(src.dtype)
+    src_nodata = [src.nodata[b - 1] for b in bands]
+    descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
     counts = np.zeros(4, dtype=np.int64)
-    windows = [(x0, y0, min(block, src.width - x0), min(block, src.height - y0))
-               for y0 in range(0, src.height, block) for x0 in range(0, src.width, block)]
+    windows = list(iter_windows(src.width, src.height, block))
     protect = [src.path]
     out_w = RasterWriter(out_path, like=src, band_count=len(bands), dtype=dtype, nodata=out_nodata,
                          descriptions=descriptions, protect=protect)
@@ -583,9 +499,10 @@ def simulate_clouds(src: RasterInfo, out_path: str, mask_path: str, params: Clou
                               descriptions=["cloud mask: 0 clear, 1 cloud, 2 shadow, 3 missing"], protect=protect)
         with mask_w:
             mask_w.ds.GetRasterBand(1).SetRasterColorTable(_mask_colour_table())
-            for i, (x0, y0, w, h) in enumerate(windows):
+            for i, window in enumerate(windows):
                 check_cancelled(cancelled)
-                original = read_window(ds, (x0, y0, w, h), bands, dtype=dtype)
+                x0, y0, w, h = window
+                original = read_window(src.dataset(), window, bands, dtype=dtype)
                 valid = valid_mask(original, src_nodata)
                 alpha, shadow, missing = field.window(x0, y0, w, h)
                 cloudy, mask = apply_clouds(original.astype(np.float32), alpha, shadow, missing, colour, valid,
@@ -608,21 +525,4 @@ def simulate_clouds(src: RasterInfo, out_path: str, mask_path: str, params: Clou
                 if os.path.exists(out_w.path):
                     os.remove(out_w.path)
                 raise
-    ds = None
-    total = float(src.width * src.height)
-    return {
-        "output": str(out_path),
-        "mask": str(mask_path),
-        "pixels": int(total),
-        "cloud_fraction": counts[CLOUD] / total,
-        "shadow_fraction": counts[SHADOW] / total,
-        "missing_fraction": counts[MISSING] / total,
-        "clear_fraction": counts[CLEAR] / total,
-        "requested_coverage": float(params.coverage),
-        "requested_missing": float(params.missing_data),
-        "scale": field.scale,
-        "shadow_offset": field.shadow_offset,
-        "gap_kind": field.gap_kind,
-        "cloud_colour": [float(c) for c in colour],
-        "nodata": out_nodata,
-    }
+    return counts

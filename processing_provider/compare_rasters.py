@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -20,6 +18,16 @@ METRICS = ("PSNR", "SSIM", "MAE", "RMSE", "SAM")
 
 
 class CompareRastersAlgorithm(CloudFreeAlgorithm):
+    # parameter and output names (the ids headless calls use)
+    INPUT = "INPUT"
+    REFERENCE = "REFERENCE"
+    MASK = "MASK"
+    MASK_VALUES = "MASK_VALUES"
+    BANDS = "BANDS"
+    REFERENCE_BANDS = "REFERENCE_BANDS"
+    DATA_RANGE = "DATA_RANGE"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
+    PER_BAND = "PER_BAND"
     NAME = "comparerasters"
     DISPLAY_NAME = "Compare rasters (PSNR, SSIM, MAE, RMSE, SAM)"
     GROUP = "Quality"
@@ -37,38 +45,39 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster to evaluate"))
-        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster"))
-        self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Mask raster", optional=True))
-        self.addParameter(QgsProcessingParameterString("MASK_VALUES", "Mask values to compare (comma-separated)",
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster to evaluate"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, "Reference raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Mask raster", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values to compare (comma-separated)",
                                                        "1", optional=True))
-        self.addParameter(QgsProcessingParameterString("BANDS", "Bands of the input (comma-separated, empty = all)",
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands of the input (comma-separated, empty = all)",
                                                        "", optional=True))
-        self.addParameter(QgsProcessingParameterString("REFERENCE_BANDS",
+        self.addParameter(QgsProcessingParameterString(self.REFERENCE_BANDS,
                                                        "Bands of the reference (empty = same as input)", "",
                                                        optional=True))
-        self.addParameter(QgsProcessingParameterNumber("DATA_RANGE", "Data range for PSNR/SSIM (0 = per band from "
+        self.addParameter(QgsProcessingParameterNumber(self.DATA_RANGE, "Data range for PSNR/SSIM (0 = per band from "
                                                        "the reference)", QgsProcessingParameterNumber.Double, 0.0,
                                                        minValue=0.0))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Report (JSON)",
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Report (JSON)",
                                                                 "JSON files (*.json)", optional=True,
                                                                 createByDefault=True))
         for key in METRICS:
             self.addOutput(QgsProcessingOutputNumber(key, f"{key} (overall)"))
-        self.addOutput(QgsProcessingOutputString("PER_BAND", "Per-band figures (JSON)"))
+        self.addOutput(QgsProcessingOutputString(self.PER_BAND, "Per-band figures (JSON)"))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.metrics import compare_rasters, report_to_json
+        from ..models.atomic import write_text
+        from ..models.comparison import compare_rasters, report_to_json
         from ..models.raster import parse_bands
 
-        image = self.raster_info(parameters, "INPUT", context)
-        reference = self.raster_info(parameters, "REFERENCE", context)
-        mask = self.raster_info(parameters, "MASK", context, optional=True)
-        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context), image.band_count, image.name)
-        ref_text = self.parameterAsString(parameters, "REFERENCE_BANDS", context)
+        image = self.raster_info(parameters, self.INPUT, context)
+        reference = self.raster_info(parameters, self.REFERENCE, context)
+        mask = self.raster_info(parameters, self.MASK, context, optional=True)
+        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), image.band_count, image.name)
+        ref_text = self.parameterAsString(parameters, self.REFERENCE_BANDS, context)
         ref_bands = parse_bands(ref_text, reference.band_count, reference.name, default=bands)
-        mask_values = parse_values(self.parameterAsString(parameters, "MASK_VALUES", context) or "1", "MASK_VALUES")
-        data_range = self.parameterAsDouble(parameters, "DATA_RANGE", context) or None
+        mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1", self.MASK_VALUES)
+        data_range = self.parameterAsDouble(parameters, self.DATA_RANGE, context) or None
         report = compare_rasters(image, reference, bands=bands, reference_bands=ref_bands, mask=mask,
                                  mask_values=mask_values, data_range=data_range, progress=progress,
                                  cancelled=cancelled)
@@ -77,7 +86,7 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         results = {key: None if overall[src] is None else float(overall[src])
                    for key, src in (("PSNR", "psnr"), ("SSIM", "ssim"), ("MAE", "mae"), ("RMSE", "rmse"),
                                     ("SAM", "sam_degrees"))}
-        results["PER_BAND"] = report_to_json(report["per_band"], indent=None)
+        results[self.PER_BAND] = report_to_json(report["per_band"], indent=None)
         for entry in report["per_band"]:
             for key in ("psnr", "ssim", "mae", "rmse"):
                 results[f"{key.upper()}_B{entry['band']}"] = float(entry[key])
@@ -89,13 +98,7 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         feedback.pushInfo(f"  overall: PSNR {overall['psnr']:.2f} dB, SSIM {overall['ssim']:.4f}, "
                           f"MAE {overall['mae']:.5g}, RMSE {overall['rmse']:.5g}, "
                           f"SAM {'n/a' if sam is None else f'{sam:.3f} deg'}")
-        out = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if out:
-            folder = os.path.dirname(os.path.abspath(out))
-            os.makedirs(folder, exist_ok=True)
-            tmp = out + ".partial"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(report_to_json(report))
-            os.replace(tmp, out)
-            results["OUTPUT_REPORT"] = out
+            results[self.OUTPUT_REPORT] = write_text(out, report_to_json(report))
         return results

@@ -14,6 +14,18 @@ from .base import CloudFreeAlgorithm
 
 
 class SimulateCloudsAlgorithm(CloudFreeAlgorithm):
+    # parameter and output names (the ids headless calls use)
+    INPUT = "INPUT"
+    SEED = "SEED"
+    COVERAGE = "COVERAGE"
+    THICKNESS = "THICKNESS"
+    SHADOWS = "SHADOWS"
+    MISSING_DATA = "MISSING_DATA"
+    OUTPUT = "OUTPUT"
+    OUTPUT_MASK = "OUTPUT_MASK"
+    CLOUD_FRACTION = "CLOUD_FRACTION"
+    SHADOW_FRACTION = "SHADOW_FRACTION"
+    MISSING_FRACTION = "MISSING_FRACTION"
     NAME = "simulateclouds"
     DISPLAY_NAME = "Simulate clouds"
     GROUP = "Training data"
@@ -32,40 +44,40 @@ class SimulateCloudsAlgorithm(CloudFreeAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Clear input raster"))
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer,
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Clear input raster"))
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer,
                                                        0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber("COVERAGE", "Cloud coverage (fraction 0-1)",
+        self.addParameter(QgsProcessingParameterNumber(self.COVERAGE, "Cloud coverage (fraction 0-1)",
                                                        QgsProcessingParameterNumber.Double, 0.3, minValue=0.0,
                                                        maxValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber("THICKNESS", "Thickness (0 thin - 1 opaque)",
+        self.addParameter(QgsProcessingParameterNumber(self.THICKNESS, "Thickness (0 thin - 1 opaque)",
                                                        QgsProcessingParameterNumber.Double, 0.7, minValue=0.0,
                                                        maxValue=1.0))
-        self.addParameter(QgsProcessingParameterBoolean("SHADOWS", "Add cloud shadows", True))
-        self.addParameter(QgsProcessingParameterNumber("MISSING_DATA", "Missing data (fraction 0-1 of gaps)",
+        self.addParameter(QgsProcessingParameterBoolean(self.SHADOWS, "Add cloud shadows", True))
+        self.addParameter(QgsProcessingParameterNumber(self.MISSING_DATA, "Missing data (fraction 0-1 of gaps)",
                                                        QgsProcessingParameterNumber.Double, 0.0, minValue=0.0,
                                                        maxValue=1.0))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Cloudy raster"))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MASK", "Cloud mask"))
-        for key, label in (("CLOUD_FRACTION", "Cloud fraction"), ("SHADOW_FRACTION", "Shadow fraction"),
-                           ("MISSING_FRACTION", "Missing-data fraction")):
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloudy raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, "Cloud mask"))
+        for key, label in ((self.CLOUD_FRACTION, "Cloud fraction"), (self.SHADOW_FRACTION, "Shadow fraction"),
+                           (self.MISSING_FRACTION, "Missing-data fraction")):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.clouds import CloudParams, simulate_clouds
         from ..models.raster import require_valid_pixels
 
-        src = self.raster_info(parameters, "INPUT", context)
+        src = self.raster_info(parameters, self.INPUT, context)
         require_valid_pixels(src)
         params = CloudParams(
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            coverage=self.parameterAsDouble(parameters, "COVERAGE", context),
-            thickness=self.parameterAsDouble(parameters, "THICKNESS", context),
-            shadows=self.parameterAsBool(parameters, "SHADOWS", context),
-            missing_data=self.parameterAsDouble(parameters, "MISSING_DATA", context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            coverage=self.parameterAsDouble(parameters, self.COVERAGE, context),
+            thickness=self.parameterAsDouble(parameters, self.THICKNESS, context),
+            shadows=self.parameterAsBool(parameters, self.SHADOWS, context),
+            missing_data=self.parameterAsDouble(parameters, self.MISSING_DATA, context),
         )
-        out = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
-        mask = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context))
+        out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
+        mask = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT_MASK, context))
         feedback.pushInfo(f"Simulating clouds on '{src.name}' ({src.width}x{src.height}, {src.band_count} bands): {params}")
         summary = simulate_clouds(src, out, mask, params, progress=progress, cancelled=cancelled)
         feedback.pushInfo(
@@ -73,10 +85,10 @@ class SimulateCloudsAlgorithm(CloudFreeAlgorithm):
             "missing {missing_fraction:.3f}".format(**summary)
         )
         return {
-            "OUTPUT": out,
-            "OUTPUT_MASK": mask,
+            self.OUTPUT: out,
+            self.OUTPUT_MASK: mask,
             # plain floats: numpy scalars do not survive the conversion to QVariant (qgis_process)
-            "CLOUD_FRACTION": float(summary["cloud_fraction"]),
-            "SHADOW_FRACTION": float(summary["shadow_fraction"]),
-            "MISSING_FRACTION": float(summary["missing_fraction"]),
+            self.CLOUD_FRACTION: float(summary["cloud_fraction"]),
+            self.SHADOW_FRACTION: float(summary["shadow_fraction"]),
+            self.MISSING_FRACTION: float(summary["missing_fraction"]),
         }

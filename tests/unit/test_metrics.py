@@ -1,4 +1,4 @@
-"""Tests of models/metrics.py: values checked against independent numpy / skimage maths."""
+"""Tests of models/metrics.py and models/comparison.py: values checked against independent numpy / skimage maths."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from cloudfree.models import metrics
 from cloudfree.models.errors import Cancelled, GridMismatchError, InputError
-from cloudfree.models.metrics import compare_rasters, report_to_json
+from cloudfree.models.comparison import compare_rasters, report_to_json
 from cloudfree.models.raster import raster_info, write_array
 
 GT = (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
