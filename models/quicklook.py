@@ -7,12 +7,15 @@ percentile stretch; class rasters (masks) get a fixed palette.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
 from osgeo import gdal
 
-from .raster import open_raster, raster_info, valid_mask
+from .atomic import atomic_output
+from .normalization import DISPLAY_PERCENTILES, stretch, stretch_limits
+from .raster import raster_info, read_decimated, valid_mask
 
 MASK_PALETTE = {0: (40, 40, 40), 1: (255, 255, 255), 2: (60, 60, 200), 3: (220, 30, 30), 4: (250, 200, 0)}
 
@@ -20,33 +23,27 @@ MASK_PALETTE = {0: (40, 40, 40), 1: (255, 255, 255), 2: (60, 60, 200), 3: (220, 
 def _decimated(path: str, bands: Sequence[int], max_size: int) -> tuple:
     info = raster_info(path)
     scale = min(1.0, max_size / max(info.width, info.height))
-    w, h = max(1, round(info.width * scale)), max(1, round(info.height * scale))
-    ds = open_raster(path)
-    arr = np.stack([ds.GetRasterBand(b).ReadAsArray(buf_xsize=w, buf_ysize=h,
-                                                    resample_alg=gdal.GRIORA_NearestNeighbour).astype(np.float32)
-                    for b in bands])
+    size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
+    arr = read_decimated(info, bands, max_size, size=size, resample="nearest", dtype=np.float32)
     return arr, valid_mask(arr, [info.nodata[b - 1] for b in bands])
 
 
-def stretch_to_uint8(arr: np.ndarray, valid: np.ndarray, percentiles=(2, 98), limits=None) -> np.ndarray:
-    """Per-band linear stretch between percentiles of the valid pixels (or fixed ``limits``)."""
+def stretch_bands(arr: np.ndarray, valid: np.ndarray, percentiles=DISPLAY_PERCENTILES, limits=None) -> np.ndarray:
+    """Per-band linear stretch to 0-255 between percentiles of the valid pixels (or fixed ``limits``)."""
     out = np.zeros(arr.shape, dtype=np.uint8)
     for i, band in enumerate(arr):
-        values = band[valid]
-        if values.size == 0:
+        if not valid.any():
             continue
-        lo, hi = limits[i] if limits is not None else np.percentile(values, percentiles)
-        hi = hi if hi > lo else lo + 1e-6
-        scaled = np.nan_to_num((band - lo) / (hi - lo) * 255, nan=0.0, posinf=255.0, neginf=0.0)
-        out[i] = np.clip(scaled, 0, 255).astype(np.uint8)
+        lo, hi = limits[i] if limits is not None else stretch_limits(band[valid], percentiles)
+        out[i] = stretch(band, lo, hi, 255.0).astype(np.uint8)
     out[:, ~valid] = 0
     return out
 
 
-def band_limits(path: str, bands: Sequence[int], percentiles=(2, 98), max_size: int = 1024) -> list:
+def band_limits(path: str, bands: Sequence[int], percentiles=DISPLAY_PERCENTILES, max_size: int = 1024) -> list:
     """Stretch limits of one raster, to show several rasters with the same colours."""
     arr, valid = _decimated(path, bands, max_size)
-    return [tuple(np.percentile(b[valid], percentiles)) if valid.any() else (0.0, 1.0) for b in arr]
+    return [stretch_limits(b[valid], percentiles) if valid.any() else (0.0, 1.0) for b in arr]
 
 
 def save_png(path: str, rgb: np.ndarray) -> str:
@@ -56,20 +53,18 @@ def save_png(path: str, rgb: np.ndarray) -> str:
     mem = gdal.GetDriverByName("MEM").Create("", rgb.shape[2], rgb.shape[1], rgb.shape[0], gdal.GDT_Byte)
     for i in range(rgb.shape[0]):
         mem.GetRasterBand(i + 1).WriteArray(rgb[i])
-    gdal.GetDriverByName("PNG").CreateCopy(str(path), mem)
-    aux = str(path) + ".aux.xml"
-    import os
-
-    if os.path.exists(aux):
-        os.remove(aux)
+    with atomic_output(str(path)) as tmp:
+        gdal.GetDriverByName("PNG").CreateCopy(tmp, mem)
+        if os.path.exists(tmp + ".aux.xml"):
+            os.remove(tmp + ".aux.xml")
     return str(path)
 
 
 def quicklook(path: str, png_path: str, bands: Sequence[int] = (3, 2, 1), max_size: int = 1024,
-              percentiles=(2, 98), limits=None) -> str:
+              percentiles=DISPLAY_PERCENTILES, limits=None) -> str:
     """Colour (or grey, with one band) quick-look of a raster."""
     arr, valid = _decimated(path, bands, max_size)
-    return save_png(png_path, stretch_to_uint8(arr, valid, percentiles, limits))
+    return save_png(png_path, stretch_bands(arr, valid, percentiles, limits))
 
 
 def mask_quicklook(path: str, png_path: str, palette: dict | None = None, max_size: int = 1024) -> str:

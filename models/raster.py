@@ -226,18 +226,22 @@ def valid_mask(array: np.ndarray, nodata: Sequence) -> np.ndarray:
     return valid
 
 
+_RESAMPLING = {"nearest": gdal.GRIORA_NearestNeighbour, "average": gdal.GRIORA_Average,
+               "bilinear": gdal.GRIORA_Bilinear, "cubic": gdal.GRIORA_Cubic, "mode": gdal.GRIORA_Mode}
+
+
 def read_decimated(info: RasterInfo, bands: Sequence[int], max_size: int, *, rows: tuple | None = None,
                    resample: str | None = None, dtype=np.float64, size: tuple | None = None) -> np.ndarray:
     """A whole raster (or the rows ``rows = (r0, r1)``) read at reduced size, as ``(bands, h, w)``.
 
     The size is at most ``max_size`` pixels along each axis, each axis reduced on its own
-    (GDAL's decimation without overviews: nearest pixels unless ``resample`` names a GDAL
-    resampling such as ``"average"``), or exactly ``size = (w, h)`` when given.
+    (GDAL's decimation without overviews: nearest pixels unless ``resample`` is one of
+    ``"nearest"``, ``"average"``, ``"bilinear"``, ``"cubic"``, ``"mode"``), or exactly ``size = (w, h)`` when given.
     """
     r0, r1 = rows if rows is not None else (0, info.height)
     h = r1 - r0
     bw, bh = size if size is not None else (min(max_size, info.width), min(max_size, h))
-    kw = {} if resample is None else {"resample_alg": getattr(gdal, f"GRIORA_{resample.capitalize()}")}
+    kw = {} if resample is None else {"resample_alg": _RESAMPLING[resample]}
     ds = info.dataset()
     arrays = [ds.GetRasterBand(int(b)).ReadAsArray(0, r0, info.width, h, buf_xsize=bw, buf_ysize=bh, **kw)
               for b in bands]
