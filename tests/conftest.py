@@ -12,7 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
-SAMPLE_DATA = ROOT / "sample_data"
 
 
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -14,7 +14,16 @@ from cloudfree.models import cloud_removal as cr
 from cloudfree.models import raster, weights
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def pair_bgrn(tmp_path_factory, shared_data):
+    """The real cloudy date of s2_cloud_pair as blue, green, red, NIR (bands 2, 3, 4, 8 of 12, values
+    unchanged; outside every test's tmp_path) and its cloud mask (0 clear, 1 cloud, 2 shadow, 3 other)."""
+    pair = shared_data / "s2_cloud_pair"
+    cloudy = tmp_path_factory.mktemp("s2_pair") / "cloudy_bgrn.tif"
+    gdal.Translate(str(cloudy), str(pair / "cloudy.tif"), bandList=[2, 3, 4, 8])
+    return cloudy, pair / "mask.tif"
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +43,18 @@ def read(path):
     return gdal.Open(str(path)).ReadAsArray()
 
 
-def test_removeclouds_with_mask_keeps_clear_pixels_bit_identical(run_alg, tmp_path, tiny_model):
+def test_removeclouds_with_mask_keeps_clear_pixels_bit_identical(run_alg, tmp_path, tiny_model, pair_bgrn):
+    cloudy, cloud_mask = pair_bgrn
     out = tmp_path / "free.tif"
     result = run_alg("cloudfree:removeclouds", {
-        "INPUT": str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), "MODEL": tiny_model,
-        "MASK": str(SAMPLE / "s2_pair_mask.tif"), "MASK_VALUES": "1,2", "TILE_SIZE": 64, "OVERLAP": 16,
+        "INPUT": str(cloudy), "MODEL": tiny_model,
+        "MASK": str(cloud_mask), "MASK_VALUES": "1,2", "TILE_SIZE": 64, "OVERLAP": 16,
         "OUTPUT": str(out)})
-    src, got, mask = read(SAMPLE / "s2_pair_cloudy_bgrn.tif"), read(result["OUTPUT"]), read(SAMPLE / "s2_pair_mask.tif")
+    src, got, mask = read(cloudy), read(result["OUTPUT"]), read(cloud_mask)
     clear = ~np.isin(mask, [1, 2])
     assert np.array_equal(got[:, clear], src[:, clear])
     assert not np.array_equal(got[:, ~clear], src[:, ~clear])
-    a, b = raster.raster_info(str(SAMPLE / "s2_pair_cloudy_bgrn.tif")), raster.raster_info(result["OUTPUT"])
+    a, b = raster.raster_info(str(cloudy)), raster.raster_info(result["OUTPUT"])
     assert (b.geotransform, b.crs_label(), b.band_count, b.dtype) == (a.geotransform, a.crs_label(), 4, a.dtype)
 
 
@@ -57,28 +67,30 @@ def test_removeclouds_picks_bands_of_a_12_band_input(run_alg, tmp_path, tiny_mod
 
 
 @pytest.mark.parametrize("bands, message", [("1,2,3", r"expects 4 band\(s\)"), ("1,2,3,9", r"band number\(s\) \[9\]")])
-def test_band_mismatch_is_a_clear_error_and_writes_nothing(run_alg, tmp_path, tiny_model, bands, message):
+def test_band_mismatch_is_a_clear_error_and_writes_nothing(run_alg, tmp_path, tiny_model, pair_bgrn, bands, message):
+    cloudy, cloud_mask = pair_bgrn
     with pytest.raises(QgsProcessingException, match=message):
         run_alg("cloudfree:removeclouds", {
-            "INPUT": str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), "BANDS": bands, "MODEL": tiny_model,
-            "MASK": str(SAMPLE / "s2_pair_mask.tif"), "TILE_SIZE": 64, "OUTPUT": str(tmp_path / "o.tif")})
+            "INPUT": str(cloudy), "BANDS": bands, "MODEL": tiny_model,
+            "MASK": str(cloud_mask), "TILE_SIZE": 64, "OUTPUT": str(tmp_path / "o.tif")})
     assert os.listdir(tmp_path) == []
 
 
-def test_corrupt_model_file_is_a_clear_error(run_alg, tmp_path):
+def test_corrupt_model_file_is_a_clear_error(run_alg, tmp_path, pair_bgrn):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(QgsProcessingException, match="corrupt"):
-        run_alg("cloudfree:removeclouds", {"INPUT": str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), "MODEL": str(bad),
+        run_alg("cloudfree:removeclouds", {"INPUT": str(pair_bgrn[0]), "MODEL": str(bad),
                                            "OUTPUT": str(tmp_path / "o.tif")})
     assert os.listdir(tmp_path) == ["bad.safetensors"]
 
 
-def test_raster_smaller_than_a_tile_is_a_clear_error(run_alg, tmp_path, tiny_model):
+def test_raster_smaller_than_a_tile_is_a_clear_error(run_alg, tmp_path, tiny_model, pair_bgrn):
+    cloudy, cloud_mask = pair_bgrn
     small = tmp_path / "small.tif"
     small_mask = tmp_path / "small_mask.tif"
-    gdal.Translate(str(small), str(SAMPLE / "s2_pair_cloudy_bgrn.tif"), srcWin=[0, 0, 40, 40])
-    gdal.Translate(str(small_mask), str(SAMPLE / "s2_pair_mask.tif"), srcWin=[0, 0, 40, 40])
+    gdal.Translate(str(small), str(cloudy), srcWin=[0, 0, 40, 40])
+    gdal.Translate(str(small_mask), str(cloud_mask), srcWin=[0, 0, 40, 40])
     with pytest.raises(QgsProcessingException, match=r"40x40 px\) is smaller than one 64-pixel tile"):
         run_alg("cloudfree:removeclouds", {"INPUT": str(small), "MODEL": tiny_model, "TILE_SIZE": 64,
                                            "MASK": str(small_mask), "OUTPUT": str(tmp_path / "o.tif")})
@@ -106,12 +118,13 @@ def test_shipped_model_has_complete_metadata():
     assert os.path.getsize(path) < 50 * 2 ** 20
 
 
-def test_removeclouds_headless_with_the_shipped_model(tmp_path):
+def test_removeclouds_headless_with_the_shipped_model(tmp_path, pair_bgrn):
+    cloudy, cloud_mask = pair_bgrn
     out = tmp_path / "free.tif"
     proc = subprocess.run([str(ROOT / "scripts" / "qgis_process"), "--json", "run", "cloudfree:removeclouds", "--",
-                           f"INPUT={SAMPLE / 's2_pair_cloudy_bgrn.tif'}", f"MASK={SAMPLE / 's2_pair_mask.tif'}",
+                           f"INPUT={cloudy}", f"MASK={cloud_mask}",
                            f"OUTPUT={out}"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     info = raster.raster_info(str(out))
     assert info.crs_label() == "EPSG:4326"
-    assert info.geotransform == raster.raster_info(str(SAMPLE / "s2_pair_cloudy_bgrn.tif")).geotransform
+    assert info.geotransform == raster.raster_info(str(cloudy)).geotransform

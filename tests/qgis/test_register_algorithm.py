@@ -15,10 +15,29 @@ from cloudfree.models import raster
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# 1024 x 1024 px of both dates (EPSG:32633): the window the fine-tuning test was measured on
+CROP_WINDOW = [341440, 5859490, 351680, 5849250]  # projWin: ulx, uly, lrx, lry
+
+
 @pytest.fixture()
 def pair(shared_data):
     d = shared_data / "s2_registration_pair"
     return d / "reference_20160608.tif", d / "target_20160529.tif"
+
+
+@pytest.fixture(scope="module")
+def cropped_pair(tmp_path_factory, shared_data):
+    """Both dates cropped to CROP_WINDOW (values unchanged), outside every test's tmp_path."""
+    d = shared_data / "s2_registration_pair"
+    out = tmp_path_factory.mktemp("s2_registration_crop")
+    crops = []
+    for name in ("reference_20160608", "target_20160529"):
+        crop = out / f"{name}_crop.tif"
+        ds = gdal.Translate(str(crop), str(d / f"{name}.tif"), projWin=CROP_WINDOW)
+        assert (ds.RasterXSize, ds.RasterYSize) == (1024, 1024)
+        ds = None  # flushed to disk
+        crops.append(crop)
+    return tuple(crops)
 
 
 def test_register_real_pair_outputs_on_reference_grid(run_alg, tmp_path, pair):
@@ -70,11 +89,11 @@ def test_register_headless_on_the_real_pair(tmp_path, pair):
     assert raster.raster_info(str(tmp_path / "reg.tif")).crs_label() == "EPSG:32633"
 
 
-def test_register_fine_tunes_the_descriptor_on_the_reference(run_alg, tmp_path):
-    sample = ROOT / "sample_data"
+def test_register_fine_tunes_the_descriptor_on_the_reference(run_alg, tmp_path, cropped_pair):
+    ref, target = cropped_pair
     result = run_alg("cloudfree:register", {
-        "REFERENCE": str(sample / "s2_registration_reference_20160608_crop.tif"),
-        "INPUT": str(sample / "s2_registration_target_20160529_crop.tif"), "METHOD": 0, "FINE_TUNE_STEPS": 5,
+        "REFERENCE": str(ref),
+        "INPUT": str(target), "METHOD": 0, "FINE_TUNE_STEPS": 5,
         "TRANSFORM": 1, "OUTPUT": str(tmp_path / "r.tif"), "OUTPUT_TIEPOINTS": str(tmp_path / "t.gpkg")})
     assert result["SHIFT_X"] == pytest.approx(0.6, abs=0.2) and result["SHIFT_Y"] == pytest.approx(-1.75, abs=0.2)
     assert abs(result["ROTATION"]) < 0.05 and result["SCALE"] == pytest.approx(1.0, abs=1e-3)
