@@ -1,4 +1,4 @@
-"""Benchmark of multi-date fusion (models/fusion.py) on real Sentinel-2 data.
+"""Benchmark of multi-date fusion (models/fusion/) on real Sentinel-2 data.
 
     .venv/bin/python benchmarks/fusion.py [all|paper|real|weak|speed] [--model PATH]
 
@@ -148,7 +148,7 @@ def weak(model_path):
     n = len(lut)
 
     def predict(img):  # img (C, H, W) in data units
-        xn = fu.normalize(img[None], stats)[0]
+        xn = fu.to_network_space(img[None], stats)[0]
         with torch.no_grad():
             return fu.segment(seg, torch.from_numpy(xn)[None])[0].argmax(0).numpy()
 

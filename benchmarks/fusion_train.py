@@ -1,7 +1,9 @@
 """Train the shipped fusion model models/pretrained/fusion_default.safetensors on the real NDVI series.
 
-Run: .venv/bin/python benchmarks/fusion_train.py  (about 15 minutes on one CPU thread)
+Run: .venv/bin/python benchmarks/fusion_train.py [STEPS] [--out PATH]  (360 steps: about 15 minutes on one CPU
+thread; --out writes the model elsewhere, e.g. for a quick check with a few steps)
 """
+import argparse
 import json
 import os
 import tempfile
@@ -26,13 +28,13 @@ def holdout_dates(cfg):
     return data.clear_dates[1::HOLDOUT_DATES_EVERY]
 
 
-def main(steps=360):
+def main(steps=360, out=None):
     torch.set_num_threads(1)
     cfg = fu.ndvi_series_config(str(DATA), mode="both", steps=steps, lr=5e-4, steps_per_epoch=40,
                                 lr_halve_every_epochs=5, val_every=60, batch_size=4, tile=64, seed=0,
                                 device="cpu", num_threads=1)
     cfg.holdout_dates = holdout_dates(cfg)
-    out = ROOT / "models" / "pretrained" / fu.DEFAULT_MODEL_FILE
+    out = out or ROOT / "models" / "pretrained" / fu.DEFAULT_MODEL_FILE
     t = time.time()
 
     def progress(fraction, message=None):
@@ -47,4 +49,8 @@ def main(steps=360):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 360)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("steps", nargs="?", type=int, default=360)
+    ap.add_argument("--out", help="model file to write (default: the shipped model)")
+    args = ap.parse_args()
+    main(args.steps, args.out)

@@ -16,11 +16,22 @@ from .common import device_parameter, device_value, parse_values
 
 METHODS = (("quality", "Quality network (Rafique et al. 2019)"), ("mean", "Mean"), ("median", "Median"),
            ("best", "Best available pixel (mask / cloud probability)"))
-ALIGN = ("Fail when the grids differ", "Warp every date onto the first date's grid")
+ALIGN_CHOICES = ("Fail when the grids differ", "Warp every date onto the first date's grid")
 DEFAULT_MODEL = "fusion_default.safetensors"
 
 
 class FuseDatesAlgorithm(CloudFreeAlgorithm):
+    # parameter and output names (the ids headless calls use)
+    INPUTS = "INPUTS"
+    METHOD = "METHOD"
+    MASKS = "MASKS"
+    MASK_VALUES = "MASK_VALUES"
+    MODEL = "MODEL"
+    ALIGN = "ALIGN"
+    BANDS = "BANDS"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+    OUTPUT_WEIGHTS = "OUTPUT_WEIGHTS"
     NAME = "fusedates"
     DISPLAY_NAME = "Fuse dates (quality network)"
     GROUP = "Multi-date fusion"
@@ -37,26 +48,27 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         "<p><b>Masks</b>: one cloud mask per date, in the same order; pixels whose value is in <b>mask "
         "values</b> are cloudy. <b>Align</b>: by default all dates must share the first date's grid; "
         "choose warping to resample them onto it.</p>"
-        "<p><b>Output weights</b>: one band per date, the weight of that date at each pixel, to see where "
-        "each fused pixel came from.</p>"
+        "<p><b>Per-date weight maps</b>: one band per date, the weight of that date at each pixel, to see "
+        "where each fused pixel came from.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers("INPUTS", "Dates (rasters, same place)",
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUTS, "Dates (rasters, same place)",
                                                                QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Method", [m[1] for m in METHODS], defaultValue=0))
-        self.addParameter(QgsProcessingParameterMultipleLayers("MASKS", "Cloud masks (one per date, same order)",
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", [m[1] for m in METHODS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.MASKS, "Cloud masks (one per date, same order)",
                                                                QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterString("MASK_VALUES", "Mask values that mark clouds", "1",
+        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds", "1",
                                                        optional=True))
-        self.addParameter(QgsProcessingParameterFile("MODEL", "Fusion model (empty = shipped model)",
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Fusion model (empty = shipped model)",
                                                      extension="safetensors", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("ALIGN", "Grids", list(ALIGN), defaultValue=0))
-        self.addParameter(QgsProcessingParameterString("BANDS", "Bands (comma-separated, empty = all)", "",
+        self.addParameter(QgsProcessingParameterEnum(self.ALIGN, "Grids", list(ALIGN_CHOICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
                                                        optional=True))
-        self.addParameter(device_parameter())
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Fused raster"))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_WEIGHTS", "Weights (one band per date)",
+        self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Fused raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_WEIGHTS,
+                                                                  "Per-date weight maps (one band per date)",
                                                                   optional=True, createByDefault=False))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
@@ -64,24 +76,23 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         from ..models.raster import parse_bands
 
         inputs, masks = self.dates_and_masks(parameters, context, "Fusion")
-        method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0]
-        model = None
-        if method == "quality":
-            model = self.model_file(parameters, "MODEL", context, DEFAULT_MODEL)
-        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context), inputs[0].band_count,
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
+        model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL) if method == "quality" else None
+        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), inputs[0].band_count,
                             inputs[0].name)
-        out = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
-        weights = self.parameterAsOutputLayer(parameters, "OUTPUT_WEIGHTS", context) or None
+        mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1",
+                                   self.MASK_VALUES)
+        out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
+        weight_maps = self.parameterAsOutputLayer(parameters, self.OUTPUT_WEIGHTS, context) or None
         feedback.pushInfo(f"Fusing {len(inputs)} dates ({', '.join(i.name for i in inputs)}) with {method}"
                           + (f", masks {', '.join(m.name for m in masks)}" if masks else ""))
-        summary = fuse_rasters(inputs, out, method=method, masks=masks,
-                               mask_values=parse_values(self.parameterAsString(parameters, "MASK_VALUES", context)
-                                                        or "1", "MASK_VALUES"),
-                               model_path=model, align=self.parameterAsEnum(parameters, "ALIGN", context) == 1,
-                               weights_path=weights, bands=bands, device=device_value(self, parameters, context),
+        summary = fuse_rasters(inputs, out, method=method, masks=masks, mask_values=mask_values, model_path=model,
+                               align=self.parameterAsEnum(parameters, self.ALIGN, context) == 1,
+                               weight_map_path=weight_maps, bands=bands,
+                               device=device_value(self, parameters, context, self.DEVICE),
                                progress=progress, cancelled=cancelled)
         feedback.pushInfo(f"Done in {summary.get('seconds', 0):.1f} s")
-        outputs = {"OUTPUT": out}
-        if weights:
-            outputs["OUTPUT_WEIGHTS"] = weights
+        outputs = {self.OUTPUT: out}
+        if weight_maps:
+            outputs[self.OUTPUT_WEIGHTS] = weight_maps
         return outputs

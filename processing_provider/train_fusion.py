@@ -21,7 +21,7 @@ from qgis.core import (
 from .base import CloudFreeAlgorithm
 from .common import device_parameter, device_value, parse_values
 
-STEPS_PER_EPOCH = 100
+DEFAULT_STEPS_PER_EPOCH = 100
 
 
 def parse_class_weights(text: str) -> dict | None:
@@ -37,7 +37,29 @@ def parse_class_weights(text: str) -> dict | None:
         raise InputError(f"CLASS_WEIGHTS '{text}' must look like 1:2.0,3:0.5 (class:weight).") from exc
 
 
+def held_out_summary(metrics: dict) -> str:
+    """The held-out validation figures of a training result as one line."""
+    figures = [f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))]
+    return ", ".join(figures) if figures else "none (no held-out case)"
+
+
 class TrainFusionAlgorithm(CloudFreeAlgorithm):
+    # parameter and output names (the ids headless calls use)
+    INPUTS = "INPUTS"
+    MASKS = "MASKS"
+    MASK_VALUES = "MASK_VALUES"
+    LABELS = "LABELS"
+    LABEL_POLYGONS = "LABEL_POLYGONS"
+    LABEL_FIELD = "LABEL_FIELD"
+    CLASS_WEIGHTS = "CLASS_WEIGHTS"
+    TILE_SIZE = "TILE_SIZE"
+    EPOCHS = "EPOCHS"
+    STEPS_PER_EPOCH = "STEPS_PER_EPOCH"
+    LEARNING_RATE = "LEARNING_RATE"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
     NAME = "trainfusion"
     DISPLAY_NAME = "Train fusion model"
     GROUP = "Multi-date fusion"
@@ -51,90 +73,95 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
         "frequency / frequency; <b>class weights</b> overrides some (e.g. 1:2.0,3:0.5).</p>"
         "<p><b>Self-supervised</b>, without labels: clear dates (those whose mask has no cloud) get "
         "synthetic clouds and gaps and the fused image must match the clear date (L1). With labels, both "
-        "losses are used when clear dates exist.</p>"
+        "losses are used when clear dates exist; when the masks flag some cloud on every date, the labels "
+        "alone train and the validation counts only the pixels the masks call clear.</p>"
         "<p>The bottom 30 rows are kept apart for validation. Adam, learning rate halved every 5 epochs "
-        "(an epoch is 100 steps unless set otherwise in the advanced parameters). The report shows losses, validation figures, sample fused images and "
-        "weight maps.</p>"
+        "(an epoch is 100 steps unless set otherwise in the advanced parameters). The report shows losses, "
+        "validation figures, sample fused images and per-date weight maps; the log ends with the held-out "
+        "validation figures.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers("INPUTS", "Dates (rasters, same grid)",
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUTS, "Dates (rasters, same grid)",
                                                                QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterMultipleLayers("MASKS", "Cloud masks (one per date, same order)",
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.MASKS, "Cloud masks (one per date, same order)",
                                                                QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterString("MASK_VALUES", "Mask values that mark clouds", "1",
+        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds", "1",
                                                        optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Labels raster (class ids)", optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer("LABEL_POLYGONS", "Label polygons",
+        self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Labels raster (class ids)", optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(self.LABEL_POLYGONS, "Label polygons",
                                                             [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterField("LABEL_FIELD", "Class field of the polygons", None,
-                                                      "LABEL_POLYGONS", QgsProcessingParameterField.Numeric,
+        self.addParameter(QgsProcessingParameterField(self.LABEL_FIELD, "Class field of the polygons", None,
+                                                      self.LABEL_POLYGONS, QgsProcessingParameterField.Numeric,
                                                       optional=True))
-        self.addParameter(QgsProcessingParameterString("CLASS_WEIGHTS", "Class weights (class:weight, ...)", "",
+        self.addParameter(QgsProcessingParameterString(self.CLASS_WEIGHTS, "Class weights (class:weight, ...)", "",
                                                        optional=True))
-        self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size", QgsProcessingParameterNumber.Integer,
-                                                       64, minValue=16, maxValue=1024))
-        self.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs",
+        self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size",
+                                                       QgsProcessingParameterNumber.Integer, 64, minValue=16,
+                                                       maxValue=1024))
+        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, "Epochs",
                                                        QgsProcessingParameterNumber.Integer, 5, minValue=1))
-        per_epoch = QgsProcessingParameterNumber("STEPS_PER_EPOCH", "Steps per epoch",
-                                                 QgsProcessingParameterNumber.Integer, STEPS_PER_EPOCH, minValue=1)
+        per_epoch = QgsProcessingParameterNumber(self.STEPS_PER_EPOCH, "Steps per epoch",
+                                                 QgsProcessingParameterNumber.Integer, DEFAULT_STEPS_PER_EPOCH,
+                                                 minValue=1)
         per_epoch.setFlags(per_epoch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(per_epoch)
-        self.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate",
+        self.addParameter(QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate",
                                                        QgsProcessingParameterNumber.Double, 1e-4, minValue=1e-7))
-        self.addParameter(device_parameter())
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer, 0,
-                                                       minValue=0))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Fusion model",
+        self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer,
+                                                       0, minValue=0))
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Fusion model",
                                                                 "CloudFree model (*.safetensors)"))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Training report",
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.fusion import FusionTrainConfig, report_html, train_fusion
-        from ..models.grids import check_same_grid, rasterize_labels
+        from ..models.fusion import FusionTrainConfig, train_fusion, write_training_report
 
         dates, masks = self.dates_and_masks(parameters, context, "Training")
-        check_same_grid(dates + (masks or []))
-        labels = self.raster_info(parameters, "LABELS", context, optional=True)
-        polygons = self.parameterAsVectorLayer(parameters, "LABEL_POLYGONS", context)
-        epochs = self.parameterAsInt(parameters, "EPOCHS", context)
-        per_epoch = self.parameterAsInt(parameters, "STEPS_PER_EPOCH", context) or STEPS_PER_EPOCH
+        epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
+        per_epoch = self.parameterAsInt(parameters, self.STEPS_PER_EPOCH, context) or DEFAULT_STEPS_PER_EPOCH
+        model_path = self.model_output(parameters, self.OUTPUT_MODEL, context)
         with tempfile.TemporaryDirectory(prefix="cloudfree-trainfusion-") as tmp:
-            label_path = labels.path if labels else None
-            if labels is not None:
-                check_same_grid([dates[0], labels])
-            elif polygons is not None:
-                field = self.parameterAsString(parameters, "LABEL_FIELD", context)
-                if not field:
-                    raise QgsProcessingException("Give the class field of the label polygons (LABEL_FIELD).")
-                label_path = rasterize_labels(polygons.source().split("|")[0], field, dates[0],
-                                              os.path.join(tmp, "labels.tif"))
-            mode = "both" if label_path else "self"
+            label_path = self.label_raster(parameters, context, dates[0], os.path.join(tmp, "labels.tif"))
             config = FusionTrainConfig(
                 dates=[d.path for d in dates], masks=[m.path for m in masks] if masks else None,
-                mask_values=list(parse_values(self.parameterAsString(parameters, "MASK_VALUES", context) or "1",
-                                              "MASK_VALUES")),
-                labels=label_path, class_weights=parse_class_weights(
-                    self.parameterAsString(parameters, "CLASS_WEIGHTS", context)),
+                mask_values=list(parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1",
+                                              self.MASK_VALUES)),
+                labels=label_path,
+                class_weights=parse_class_weights(self.parameterAsString(parameters, self.CLASS_WEIGHTS, context)),
                 band_names=[dates[0].descriptions[b] or f"band {b + 1}" for b in range(dates[0].band_count)],
-                mode=mode, tile=self.parameterAsInt(parameters, "TILE_SIZE", context),
+                # without masks no date is known to be clear: labels alone (weak) then
+                mode=("both" if masks else "weak") if label_path else "self",
+                tile=self.parameterAsInt(parameters, self.TILE_SIZE, context),
                 steps=epochs * per_epoch, steps_per_epoch=per_epoch,
-                lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
-                seed=self.parameterAsInt(parameters, "SEED", context),
-                device=device_value(self, parameters, context))
-            if mode == "both" and not masks:
-                config.mode = "weak"  # without masks no date is known to be clear
-            model_path = self.model_output(parameters, "OUTPUT_MODEL", context)
+                lr=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                device=device_value(self, parameters, context, self.DEVICE))
             feedback.pushInfo(f"Training the fusion quality network ({config.mode} supervision) on {len(dates)} "
                               f"dates for {epochs} epochs")
             result = train_fusion(config, model_path, progress=progress, cancelled=cancelled)
-        outputs = {"OUTPUT_MODEL": result.model_path}
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        outputs = {self.OUTPUT_MODEL: result.model_path}
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if report:
-            outputs["OUTPUT_REPORT"] = report_html(result, report)
-        feedback.pushInfo(f"Trained {result.steps} steps in {result.seconds:.0f} s; validation: "
-                          + ", ".join(f"{k} {v:.4g}" for k, v in (result.metrics.get("held_out") or {}).items()
-                                      if isinstance(v, (int, float))))
+            outputs[self.OUTPUT_REPORT] = write_training_report(result, report)
+        feedback.pushInfo(f"Trained {result.steps} steps ({result.mode} supervision) in {result.seconds:.0f} s; "
+                          f"held-out validation: {held_out_summary(result.metrics)}")
         return outputs
+
+    def label_raster(self, parameters, context, like, path: str) -> str | None:
+        """The labels raster's path, or the label polygons rasterised onto ``like`` at ``path``; None without labels."""
+        from ..models.grids import rasterize_labels
+
+        labels = self.raster_info(parameters, self.LABELS, context, optional=True)
+        if labels is not None:
+            return labels.path
+        polygons = self.parameterAsVectorLayer(parameters, self.LABEL_POLYGONS, context)
+        if polygons is None:
+            return None
+        field = self.parameterAsString(parameters, self.LABEL_FIELD, context)
+        if not field:
+            raise QgsProcessingException(f"Give the class field of the label polygons ({self.LABEL_FIELD}).")
+        return rasterize_labels(polygons.source().split("|")[0], field, like, path)

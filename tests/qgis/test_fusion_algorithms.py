@@ -119,3 +119,48 @@ def test_trainfusion_from_label_polygons(run_alg, tmp_path, shared_data):
     from cloudfree.models import weights
 
     assert weights.read_metadata(result["OUTPUT_MODEL"]).training["mode"] == "weak"
+
+
+def _run_logged(algorithm_id, params):
+    """processing.run with a feedback whose log the test reads: ``(results, log text)``."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    return processing.run(algorithm_id, params, feedback=feedback), feedback.textLog()
+
+
+def test_trainfusion_logs_the_held_out_validation_figures(provider, tmp_path, shared_data):
+    # before: the log ended with 'validation: ' and nothing after it (it read a key the result never has)
+    dates, masks, _ = _series_all(shared_data, 4)
+    result, log = _run_logged("cloudfree:trainfusion", {
+        "INPUTS": dates, "MASKS": masks, "TILE_SIZE": 32, "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "DEVICE": 1,
+        "OUTPUT_MODEL": str(tmp_path / "m.safetensors")})
+    from cloudfree.models import weights
+
+    held_out = weights.read_metadata(result["OUTPUT_MODEL"]).metrics["held_out"]
+    assert set(held_out) == {"val_l1_quality", "val_l1_mean_with_masks"}
+    for key, value in held_out.items():
+        assert f"{key} {value:.4g}" in log, log
+
+
+def test_trainfusion_with_labels_and_masks_when_no_date_is_entirely_clear(provider, tmp_path, shared_data):
+    # six real dates of spring 2016, every one with some cloud in its mask; before: 'Self-supervised
+    # training needs at least one clear date that is not held out', contrary to the help
+    d = shared_data / "s2_ndvi_timeseries"
+    stamps = ["20160206T100203", "20160317T100659", "20160506T100527", "20160516T100647", "20160605T100650",
+              "20160615T100608"]
+    dates = [str(d / "ndvi" / f"ndvi_{t}.tif") for t in stamps]
+    masks = [str(d / "cloud_mask" / f"clm_{t}.tif") for t in stamps]
+    assert all((gdal.Open(m).ReadAsArray() == 1).any() for m in masks)
+    result, log = _run_logged("cloudfree:trainfusion", {
+        "INPUTS": dates, "MASKS": masks, "LABELS": str(d / "landcover.tif"), "TILE_SIZE": 32, "EPOCHS": 1,
+        "STEPS_PER_EPOCH": 2, "DEVICE": 1, "OUTPUT_MODEL": str(tmp_path / "m.safetensors"),
+        "OUTPUT_REPORT": str(tmp_path / "report.html")})
+    from cloudfree.models import weights
+
+    meta = weights.read_metadata(result["OUTPUT_MODEL"])
+    assert meta.training["mode"] == "weak" and meta.training["clear_dates"] == []
+    assert {"val_l1_quality", "val_seg_miou"} <= set(meta.metrics["held_out"])
+    assert "No date is entirely clear" in log and "(weak supervision)" in log
+    assert (tmp_path / "report.html").stat().st_size > 5000
