@@ -44,9 +44,9 @@ def engine():
     sys.path.insert(0, str(ROOT / "scripts"))
     import cloudfree_import  # noqa: F401  (registers this checkout as the package `cloudfree`)
 
-    from cloudfree.models import cloud_removal, clouds, metrics, raster
+    from cloudfree.models import cloud_removal, clouds, comparison, raster
 
-    return cloud_removal, clouds, metrics, raster
+    return cloud_removal, clouds, comparison, raster
 
 
 def inpaint(raster, cloudy_path: str, mask_path: str, values, out_path: str) -> str:
@@ -60,28 +60,28 @@ def inpaint(raster, cloudy_path: str, mask_path: str, values, out_path: str) -> 
     return out_path
 
 
-def figures(metrics, raster, image: str, reference: str, mask: str, values) -> dict:
-    rep = metrics.compare_rasters(raster.raster_info(image), raster.raster_info(reference),
-                                  mask=raster.raster_info(mask), mask_values=values)
+def figures(comparison, raster, image: str, reference: str, mask: str, values) -> dict:
+    rep = comparison.compare_rasters(raster.raster_info(image), raster.raster_info(reference),
+                                     mask=raster.raster_info(mask), mask_values=values)
     o = rep["overall"]
     return {"psnr": o["psnr"], "ssim": o["ssim"], "mae": o["mae"], "sam": o["sam_degrees"], "n": rep["n_pixels"]}
 
 
-def evaluate(cr, metrics, raster, cloudy: str, clear: str, mask: str, cloud_values, clear_values, tmp: str,
+def evaluate(cr, comparison, raster, cloudy: str, clear: str, mask: str, cloud_values, clear_values, tmp: str,
              tag: str) -> dict:
     out = {}
     inpainted = inpaint(raster, cloudy, mask, cloud_values, os.path.join(tmp, f"{tag}_inpaint.tif"))
     generated = os.path.join(tmp, f"{tag}_model.tif")
     cr.remove_clouds(raster.raster_info(cloudy), generated, str(MODEL), mask=raster.raster_info(mask),
-                     mask_values=cloud_values, device="cpu")
+                     mask_values=cloud_values, options=cr.RemovalOptions(device="cpu"))
     for name, path in (("cloudy input", cloudy), ("biharmonic inpainting", inpainted), ("CloudFree model", generated)):
-        out[name] = {"inside mask": figures(metrics, raster, path, clear, mask, cloud_values),
-                     "outside mask": figures(metrics, raster, path, clear, mask, clear_values)}
+        out[name] = {"inside mask": figures(comparison, raster, path, clear, mask, cloud_values),
+                     "outside mask": figures(comparison, raster, path, clear, mask, clear_values)}
     return out
 
 
 def quality() -> dict:
-    cr, clouds, metrics, raster = engine()
+    cr, clouds, comparison, raster = engine()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         # the real pair, reduced to the model's bands
@@ -91,7 +91,7 @@ def quality() -> dict:
         for src, dst in ((PAIR / "cloudy.tif", cloudy), (PAIR / "clean.tif", clear)):
             gdal.Translate(dst, str(src), bandList=BANDS)
         results["real held-out pair (s2_cloud_pair)"] = evaluate(
-            cr, metrics, raster, cloudy, clear, str(PAIR / "mask.tif"), (1, 2), (0,), tmp, "real")
+            cr, comparison, raster, cloudy, clear, str(PAIR / "mask.tif"), (1, 2), (0,), tmp, "real")
         # synthetic clouds over the held-out clear date
         per_seed = []
         info = raster.raster_info(clear)
@@ -99,7 +99,7 @@ def quality() -> dict:
             c, m = os.path.join(tmp, f"syn{seed}.tif"), os.path.join(tmp, f"syn{seed}_mask.tif")
             clouds.simulate_clouds(info, c, m, clouds.CloudParams(seed=100 + seed, coverage=0.3, thickness=0.8,
                                                                   shadows=True))
-            per_seed.append(evaluate(cr, metrics, raster, c, clear, m, (1, 2), (0,), tmp, f"syn{seed}"))
+            per_seed.append(evaluate(cr, comparison, raster, c, clear, m, (1, 2), (0,), tmp, f"syn{seed}"))
         merged = {}
         for method in per_seed[0]:
             merged[method] = {}
@@ -140,7 +140,7 @@ def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
     import torch
     from osgeo import gdal
 
-    cr, clouds, metrics, raster = engine()
+    cr, clouds, comparison, raster = engine()
     from cloudfree.models import runtime, weights
 
     gdal.SetCacheMax(256 * 2 ** 20)
@@ -179,7 +179,8 @@ def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
         for r in range(repeats):
             t0 = time.perf_counter()
             cr.remove_clouds(raster.raster_info(img), os.path.join(tmp, f"out{r}.tif"), model_path,
-                             mask=raster.raster_info(mask), mask_values=(1,), overlap=32, batch_size=4, device="cpu")
+                             mask=raster.raster_info(mask), mask_values=(1,),
+                             options=cr.RemovalOptions(overlap=32, batch_size=4, device="cpu"))
             e2e.append(time.perf_counter() - t0)
             x = torch.rand(4, 5, tile, tile)
             t0 = time.perf_counter()

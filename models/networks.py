@@ -13,6 +13,7 @@
 - :class:`PatchDiscriminator` is the conditional PatchGAN (70x70 receptive field with 3 layers).
 - :class:`UNet` is a classic 3x3-convolution U-Net for per-pixel outputs (segmentation,
   fusion quality scores), with the channel widths given explicitly.
+- :class:`DescriptorCNN` is the registration patch descriptor (Ye et al., GRSL 2018).
 
 Every network is rebuilt from ``ARCHITECTURES[name](**hyperparameters)`` when a model file is
 loaded, so constructor arguments must be plain JSON values.
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .normalization import compress, expand
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -120,17 +123,6 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
     return filled
 
 
-def _unlog(y: torch.Tensor, clip: float) -> torch.Tensor:
-    """Undo the logarithmic compression beyond ``+-clip`` of the cloud normalisation (linear inside)."""
-    a = y.abs()
-    return torch.where(a > clip, torch.sign(y) * (clip + torch.expm1(a - clip)), y)
-
-
-def _relog(y: torch.Tensor, clip: float) -> torch.Tensor:
-    a = y.abs()
-    return torch.where(a > clip, torch.sign(y) * (clip + torch.log1p((a - clip).clamp_min(0.0))), y)
-
-
 # defaults of unmix_parts (a model file stores its own values in its hyperparameters)
 TRUST_POWER = 2.0        # trust in an unmixed ground = (1 - opacity) ** trust_power
 PLAUSIBLE_RANGE = 1.0    # normalised |ground| up to which an unmixed ground keeps that trust
@@ -164,7 +156,7 @@ def unmix_parts(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: f
     pixels, and masked ones with no observation (gaps and nodata arrive as exact zeros in
     every band), get distrust 1 and ``g = fill``.
     """
-    xl, fl = _unlog(x, clip), _unlog(fill, clip)
+    xl, fl = expand(x, clip), expand(fill, clip)
     ground = fl.clone()
     distrust = torch.ones_like(mask)
     m_all = mask[:, 0] > 0.5
@@ -201,7 +193,7 @@ def blend_ground(ground: torch.Tensor, fill: torch.Tensor, trust: torch.Tensor, 
                  limit: float = 1.5) -> torch.Tensor:
     """``fill + trust * (ground - fill)`` (linear network space, from :func:`unmix_parts`),
     limited to ``+-limit`` and log-compressed beyond ``clip`` again, as the network's inputs are."""
-    return _relog((fill + trust * (ground - fill)).clamp(-limit, limit), clip)
+    return compress((fill + trust * (ground - fill)).clamp(-limit, limit), clip)
 
 
 def unmix_fill(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: float = 2.0,
@@ -362,13 +354,33 @@ ARCHITECTURES = {
 }
 
 
-def _descriptor_cnn(**hyperparameters) -> nn.Module:
-    from .descriptors import descriptor_class  # the registration descriptor lives with its training code
+class DescriptorCNN(nn.Module):
+    """The registration patch descriptor: 64x64x1 patch -> ``dim``-d unit vector.
 
-    return descriptor_class()(**hyperparameters)
+    A 5x5 stride-2 convolution, then one stride-2 3x3 convolution per further channel count
+    (BatchNorm + ReLU after each), a dropout and a linear layer: with the default channels
+    (16, 32, 64, 128) about 9 MFLOP per patch, so thousands of keypoints stay cheap on a CPU.
+    """
+
+    def __init__(self, channels=(16, 32, 64, 128), dim: int = 128, patch: int = 64):
+        super().__init__()
+        layers = [nn.Conv2d(1, channels[0], 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(channels[0]),
+                  nn.ReLU(inplace=True)]
+        cin = channels[0]
+        for cout in channels[1:]:
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                       nn.ReLU(inplace=True)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        side = patch // 2 ** len(channels)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(cin * side * side, dim))
+        self.patch = patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.head(self.features(x)), dim=1)
 
 
-ARCHITECTURES["descriptor_cnn"] = _descriptor_cnn
+ARCHITECTURES["descriptor_cnn"] = DescriptorCNN  # the key shipped descriptor files name
 
 
 def build(architecture: str, hyperparameters: dict) -> nn.Module:

@@ -20,6 +20,17 @@ DEFAULT_MODEL = "cloud_removal_small.safetensors"
 
 
 class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
+    INPUT = "INPUT"
+    BANDS = "BANDS"
+    MODEL = "MODEL"
+    MASK = "MASK"
+    MASK_VALUES = "MASK_VALUES"
+    AUX = "AUX"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+
     NAME = "removeclouds"
     DISPLAY_NAME = "Remove clouds (pix2pix)"
     GROUP = "Cloud removal"
@@ -42,53 +53,53 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Cloudy raster"))
-        self.addParameter(QgsProcessingParameterString("BANDS", "Input bands in the model's order (empty = first "
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Cloudy raster"))
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Input bands in the model's order (empty = first "
                                                        "bands)", "", optional=True))
-        self.addParameter(QgsProcessingParameterFile("MODEL", "Model file (empty = shipped model)",
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (empty = shipped model)",
                                                      extension="safetensors", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Cloud mask", optional=True))
-        self.addParameter(QgsProcessingParameterString("MASK_VALUES", "Mask values to replace (comma-separated)",
+        self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values to replace (comma-separated)",
                                                        "1,2", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("AUX", "Auxiliary conditioning raster",
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster",
                                                             optional=True))
-        self.addParameter(tile_parameter())
-        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Tile overlap in pixels",
+        self.addParameter(tile_parameter(self.TILE_SIZE))
+        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels",
                                                        QgsProcessingParameterNumber.Integer, 32, minValue=0))
-        self.addParameter(device_parameter())
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Cloud-free raster"))
+        self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free raster"))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.cloud_removal import remove_clouds
+        from ..models.cloud_removal import RemovalOptions, remove_clouds
         from ..models.raster import parse_bands
         from ..models.weights import read_metadata
 
-        src = self.raster_info(parameters, "INPUT", context)
-        mask = self.raster_info(parameters, "MASK", context, optional=True)
-        aux = self.raster_info(parameters, "AUX", context, optional=True)
-        model = self.model_file(parameters, "MODEL", context, DEFAULT_MODEL)
+        src = self.raster_info(parameters, self.INPUT, context)
+        mask = self.raster_info(parameters, self.MASK, context, optional=True)
+        aux = self.raster_info(parameters, self.AUX, context, optional=True)
+        model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL)
         meta = read_metadata(model)
-        band_text = self.parameterAsString(parameters, "BANDS", context)
+        band_text = self.parameterAsString(parameters, self.BANDS, context)
         if not band_text and src.band_count < meta.band_count:
             raise QgsProcessingException(
                 f"Layer '{src.name}' has {src.band_count} band(s) but the model expects {meta.band_count} "
                 f"({', '.join(map(str, meta.bands))}).")
         bands = parse_bands(band_text, src.band_count, src.name, default=range(1, meta.band_count + 1))
-        mask_values = parse_values(self.parameterAsString(parameters, "MASK_VALUES", context) or "1,2",
-                                   "MASK_VALUES")
-        out = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
+        mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2",
+                                   self.MASK_VALUES)
+        out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
         feedback.pushInfo(f"Model: {os.path.basename(model)} ({meta.architecture}, bands "
                           f"{', '.join(map(str, meta.bands))}; trained on: "
                           f"{meta.training.get('data_summary', 'see metadata')})")
         feedback.pushInfo(f"Input '{src.name}' bands {bands}" + (f", mask '{mask.name}' values {list(mask_values)}"
                                                                  if mask else ", no mask: every pixel is generated"))
+        options = RemovalOptions(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+                                 overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+                                 device=device_value(self, parameters, context, self.DEVICE))
         summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
-                                aux=[aux] if aux else None,
-                                tile=self.parameterAsInt(parameters, "TILE_SIZE", context) or None,
-                                overlap=self.parameterAsInt(parameters, "OVERLAP", context),
-                                device=device_value(self, parameters, context), progress=progress,
+                                aux=[aux] if aux else None, options=options, progress=progress,
                                 cancelled=cancelled)
         feedback.pushInfo(f"Done in {summary['seconds']:.1f} s on {summary['device']} (tile {summary['tile']}, "
                           f"overlap {summary['overlap']})"
                           + (f"; {summary['masked_pixels']} masked pixels replaced" if mask else ""))
-        return {"OUTPUT": out}
+        return {self.OUTPUT: out}

@@ -18,6 +18,23 @@ SIZES = ("small", "full")
 
 
 class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
+    CLOUDY = "CLOUDY"
+    CLEAR = "CLEAR"
+    MASK = "MASK"
+    MASK_VALUES = "MASK_VALUES"
+    AUX = "AUX"
+    BANDS = "BANDS"
+    TILE_SIZE = "TILE_SIZE"
+    STEPS = "STEPS"
+    BATCH_SIZE = "BATCH_SIZE"
+    LEARNING_RATE = "LEARNING_RATE"
+    MODEL_SIZE = "MODEL_SIZE"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    RESUME_FROM = "RESUME_FROM"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
+
     NAME = "traincloudremoval"
     DISPLAY_NAME = "Train cloud removal model (pix2pix)"
     GROUP = "Cloud removal"
@@ -44,30 +61,30 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("CLOUDY", "Cloudy raster (paired mode)", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("CLEAR", "Clear raster"))
-        self.addParameter(QgsProcessingParameterRasterLayer("MASK", "Cloud mask", optional=True))
-        self.addParameter(QgsProcessingParameterString("MASK_VALUES", "Mask values that mark clouds "
+        self.addParameter(QgsProcessingParameterRasterLayer(self.CLOUDY, "Cloudy raster (paired mode)", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.CLEAR, "Clear raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds "
                                                        "(comma-separated)", "1,2", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("AUX", "Auxiliary conditioning raster", optional=True))
-        self.addParameter(QgsProcessingParameterString("BANDS", "Bands (comma-separated, empty = all)", "",
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
                                                        optional=True))
-        self.addParameter(tile_parameter("TILE_SIZE"))
-        self.addParameter(QgsProcessingParameterNumber("STEPS", "Training steps", QgsProcessingParameterNumber.Integer,
-                                                       2000, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer,
-                                                       4, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate",
+        self.addParameter(tile_parameter(self.TILE_SIZE))
+        self.addParameter(QgsProcessingParameterNumber(self.STEPS, "Training steps",
+                                                       QgsProcessingParameterNumber.Integer, 2000, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size",
+                                                       QgsProcessingParameterNumber.Integer, 4, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate",
                                                        QgsProcessingParameterNumber.Double, 2e-4, minValue=1e-7))
-        self.addParameter(QgsProcessingParameterEnum("MODEL_SIZE", "Model size", list(SIZES), defaultValue=0))
-        self.addParameter(device_parameter())
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer, 0,
-                                                       minValue=0))
-        self.addParameter(QgsProcessingParameterFile("RESUME_FROM", "Resume from checkpoint folder",
+        self.addParameter(QgsProcessingParameterEnum(self.MODEL_SIZE, "Model size", list(SIZES), defaultValue=0))
+        self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
+                                                       QgsProcessingParameterNumber.Integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterFile(self.RESUME_FROM, "Resume from checkpoint folder",
                                                      behavior=QgsProcessingParameterFile.Folder, optional=True))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file",
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model file",
                                                                 "CloudFree model (*.safetensors)"))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Training report",
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
 
@@ -75,13 +92,13 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
         from ..models.cloud_removal import TrainConfig, TrainingSource, report_html, train_cloud_removal
         from ..models.raster import parse_bands, unique_values
 
-        clear = self.raster_info(parameters, "CLEAR", context)
-        cloudy = self.raster_info(parameters, "CLOUDY", context, optional=True)
-        mask = self.raster_info(parameters, "MASK", context, optional=True)
-        aux = self.raster_info(parameters, "AUX", context, optional=True)
-        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context), clear.band_count, clear.name)
-        cloud_values = parse_values(self.parameterAsString(parameters, "MASK_VALUES", context) or "1,2",
-                                    "MASK_VALUES")
+        clear = self.raster_info(parameters, self.CLEAR, context)
+        cloudy = self.raster_info(parameters, self.CLOUDY, context, optional=True)
+        mask = self.raster_info(parameters, self.MASK, context, optional=True)
+        aux = self.raster_info(parameters, self.AUX, context, optional=True)
+        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), clear.band_count, clear.name)
+        cloud_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2",
+                                    self.MASK_VALUES)
         clear_values = None
         if mask is not None and cloudy is None:
             clear_values = tuple(v for v in unique_values(mask) if int(v) not in cloud_values)
@@ -90,17 +107,17 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
                                 cloud_values=cloud_values, aux=[(aux.path, None)] if aux else [],
                                 name=clear.name)
         names = [clear.descriptions[b - 1] or f"band {b}" for b in bands]
-        steps = self.parameterAsInt(parameters, "STEPS", context)
+        steps = self.parameterAsInt(parameters, self.STEPS, context)
         config = TrainConfig(sources=[source], band_names=names,
-                             size=SIZES[self.parameterAsEnum(parameters, "MODEL_SIZE", context)],
-                             tile=self.parameterAsInt(parameters, "TILE_SIZE", context) or None,
-                             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context), steps=steps,
-                             lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
-                             seed=self.parameterAsInt(parameters, "SEED", context),
-                             device=device_value(self, parameters, context))
-        model_path = self.model_output(parameters, "OUTPUT_MODEL", context)
+                             size=SIZES[self.parameterAsEnum(parameters, self.MODEL_SIZE, context)],
+                             tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+                             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context), steps=steps,
+                             lr=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+                             seed=self.parameterAsInt(parameters, self.SEED, context),
+                             device=device_value(self, parameters, context, self.DEVICE))
+        model_path = self.model_output(parameters, self.OUTPUT_MODEL, context)
         checkpoints = model_path + ".checkpoints"
-        resume = self.parameterAsFile(parameters, "RESUME_FROM", context) or None
+        resume = self.parameterAsFile(parameters, self.RESUME_FROM, context) or None
         feedback.pushInfo(f"{'Paired' if cloudy else 'Synthetic-cloud'} training on '{clear.name}' bands {bands}; "
                           f"checkpoints in {checkpoints}")
 
@@ -114,10 +131,10 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
 
         result = train_cloud_removal(config, model_path, checkpoint_dir=checkpoints, resume_from=resume,
                                      progress=step_progress, cancelled=cancelled, log=feedback.pushInfo)
-        outputs = {"OUTPUT_MODEL": result.model_path}
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        outputs = {self.OUTPUT_MODEL: result.model_path}
+        report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if report:
-            outputs["OUTPUT_REPORT"] = report_html(result.history, result.samples, report)
+            outputs[self.OUTPUT_REPORT] = report_html(result.history, result.samples, report)
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float)))
         feedback.pushInfo(f"Trained {result.steps} steps in {result.seconds:.0f} s; validation: {metrics}")
         return outputs

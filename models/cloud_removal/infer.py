@@ -1,0 +1,263 @@
+"""Removing clouds from a raster with a trained generator: :func:`remove_clouds` opens its inputs and
+the model once, computes the image's scaling statistics, builds the coarse fill prior when the
+generator uses one, runs the generator tile by tile (:func:`..tiling.run_tiled`) and feathers the
+generated pixels into the input inside the mask.
+
+Dropout is off at inference (``model.eval()``): analysts need the same output for the same input,
+and with overlapping tiles a stochastic generator would give two different predictions for the
+same pixel and blur or seam the cross-fade.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..grids import check_same_grid
+from ..raster import RasterInfo, parse_bands
+from ..runtime import CancelCheck, Progress, check_cancelled
+from .config import NORMALIZATION_SCHEME, TASK
+from .feathering import MaskFeathering
+from .generators import FILL_ARCHITECTURE
+from .prior import coarse_fill_prior
+from .scaling import denormalize, image_statistics, model_settings, normalize
+
+DEFAULT_FEATHER = 8.0  # pixels; generators without a fill need a transition into the clear pixels
+
+
+@dataclass
+class RemovalOptions:
+    """How to run the generator: ``tile`` (None = the model's), ``overlap`` between tiles, tiles per
+    ``batch_size``, ``device``, and ``feather`` (None = none for fill-based generators, whose fill
+    already meets the clear pixels at the mask edge, else :data:`DEFAULT_FEATHER` pixels)."""
+
+    tile: int | None = None
+    overlap: int = 32
+    batch_size: int = 4
+    device: str = "auto"
+    feather: float | None = None
+
+
+@dataclass
+class CloudyInput:
+    """The raster to clear, its selected bands, its mask (values as floats) and auxiliary rasters."""
+
+    src: RasterInfo
+    bands: list
+    mask: RasterInfo | None
+    mask_values: np.ndarray
+    aux: list  # [(RasterInfo, bands)]
+
+    @property
+    def aux_channels(self) -> int:
+        return sum(len(b) for _, b in self.aux)
+
+
+@dataclass
+class RemovalModel:
+    """A loaded generator, its metadata and the normalisation settings it records."""
+
+    network: object
+    meta: object
+    normalization: dict
+    device: object
+    path: str
+
+    @property
+    def label(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def uses_mask(self) -> bool:
+        return "cloud_mask" in self.meta.extra_channels
+
+    @property
+    def uses_fill(self) -> bool:
+        return self.meta.architecture == FILL_ARCHITECTURE
+
+    @property
+    def aux_channels(self) -> int:
+        return sum(1 for c in self.meta.extra_channels if str(c).startswith("aux:"))
+
+
+def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None, mask: RasterInfo | None = None,
+                  mask_values=(1, 2), aux=None, options: RemovalOptions | None = None, progress: Progress = None,
+                  cancelled: CancelCheck = None) -> dict:
+    """Replace clouds in ``src`` with generated pixels; write ``out_path`` on ``src``'s grid.
+
+    ``bands``: the bands of ``src`` the model expects (default: all). ``mask``: a raster on
+    ``src``'s grid whose ``mask_values`` mark clouds/shadows; only those pixels change, with a
+    feathered transition inside the mask, and all other pixels are copied bit-identically.
+    Without a mask every pixel is generated (a model with a mask channel then needs a mask).
+    ``aux``: auxiliary rasters (RasterInfo or ``(RasterInfo, bands)``) on ``src``'s grid, as
+    many channels as the model was trained with. ``options``: tile size, overlap, batch size,
+    device and feathering (:class:`RemovalOptions`). Returns a summary dict.
+    """
+    check_cancelled(cancelled)
+    options = options or RemovalOptions()
+    inputs = cloudy_input(src, bands, mask, mask_values, aux)
+    model = load_removal_model(model_path, inputs, options.device)
+    check_input_fits(model, inputs)
+    tile = tile_size(model, inputs, options)
+    stats = image_statistics(src, inputs.bands, mask=mask, mask_values=inputs.mask_values,
+                             normalization=model.normalization)
+    aux_stats = [image_statistics(a, b, normalization=model.normalization) for a, b in inputs.aux]
+    feather = options.feather if options.feather is not None else (0.0 if model.uses_fill else DEFAULT_FEATHER)
+    feathering = MaskFeathering(src, inputs.bands, mask, inputs.mask_values, feather) if mask is not None else None
+    t0 = time.perf_counter()
+    use_prior = model.uses_fill and mask is not None
+    with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, stats, model.normalization)
+          if use_prior else nullcontext()) as prior:
+        run_generator(model, inputs, stats, aux_stats, prior, feathering, out_path, tile, options, progress,
+                      cancelled)
+    return summary(out_path, model, inputs, tile, options, stats, feathering, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def cloudy_input(src: RasterInfo, bands, mask: RasterInfo | None, mask_values, aux) -> CloudyInput:
+    """Parse the bands, the mask values and the auxiliary rasters of one run."""
+    return CloudyInput(src=src, bands=parse_bands(bands, src.band_count, src.name), mask=mask,
+                       mask_values=np.asarray([float(v) for v in mask_values]), aux=_as_aux_list(aux))
+
+
+def _as_aux_list(aux) -> list:
+    if aux is None:
+        return []
+    if isinstance(aux, RasterInfo):
+        aux = [aux]
+    out = []
+    for a in aux:
+        if isinstance(a, RasterInfo):
+            out.append((a, list(range(1, a.band_count + 1))))
+        else:
+            info, bands = a
+            out.append((info, parse_bands(bands, info.band_count, info.name)))
+    return out
+
+
+def load_removal_model(model_path: str, inputs: CloudyInput, device: str) -> RemovalModel:
+    """Load the generator once (:func:`..weights.load_model`: task and band count checked), dropout off."""
+    from ..runtime import select_device
+    from ..weights import load_model
+
+    dev = select_device(device)
+    network, meta = load_model(model_path, task=TASK, band_count=len(inputs.bands), layer=inputs.src.name,
+                               device=dev)
+    network.eval()  # dropout off, deterministic (see the module docstring)
+    return RemovalModel(network, meta, model_settings(meta.normalization, model_path), dev, model_path)
+
+
+def check_input_fits(model: RemovalModel, inputs: CloudyInput) -> None:
+    """The auxiliary channels and the mask the model needs, all rasters on one grid."""
+    if inputs.aux_channels != model.aux_channels:
+        raise InputError(f"Model '{model.label}' was trained with {model.aux_channels} auxiliary "
+                         f"channel(s); {inputs.aux_channels} were given.")
+    if model.uses_mask and inputs.mask is None:
+        raise InputError(f"Model '{model.label}' takes the cloud mask as an input channel; "
+                         "give a cloud mask layer.")
+    check_same_grid([inputs.src] + ([inputs.mask] if inputs.mask is not None else []) + [a for a, _ in inputs.aux])
+
+
+def tile_size(model: RemovalModel, inputs: CloudyInput, options: RemovalOptions) -> int:
+    """The tile size (the model's unless given), checked against the network's depth, the overlap and the raster."""
+    src = inputs.src
+    depth = int(model.meta.hyperparameters.get("depth", 8))
+    tile = int(options.tile or model.meta.tile_size)
+    if tile % (2 ** depth):
+        raise InputError(f"Tile size {tile} must be a multiple of {2 ** depth} for this model.")
+    if not 0 <= options.overlap < tile:
+        raise InputError(f"Overlap {options.overlap} must be between 0 and the tile size {tile}.")
+    if src.width < tile or src.height < tile:
+        raise InputError(f"Layer '{src.name}' ({src.width}x{src.height} px) is smaller than one {tile}-pixel tile; "
+                         f"choose a smaller tile size (a multiple of {2 ** depth}).")
+    return tile
+
+
+class GeneratorTiles:
+    """The tiler's function: a batch of input tiles -> generated tiles, in the input's units.
+
+    A batch holds the selected bands, then the mask (when given), the auxiliary bands and the
+    coarse fill prior (when used), as laid out by :func:`run_generator`.
+    """
+
+    def __init__(self, model: RemovalModel, inputs: CloudyInput, stats: dict, aux_stats: list, with_prior: bool,
+                 cancelled: CancelCheck):
+        self.model, self.inputs, self.stats, self.aux_stats = model, inputs, stats, aux_stats
+        self.with_prior, self.cancelled = with_prior, cancelled
+        self.nb = len(inputs.bands)
+
+    def network_input(self, batch: np.ndarray, valid: np.ndarray) -> tuple:
+        """``(x, pos)``: normalised bands, the mask channel and auxiliary channels; ``pos`` = first unused band."""
+        norm, nb, inputs = self.model.normalization, self.nb, self.inputs
+        x_img = normalize(batch[:, :nb].astype(np.float64), self.stats, norm)
+        x_img[np.broadcast_to(~valid[:, None], x_img.shape)] = 0.0
+        parts = [x_img]
+        pos = nb
+        if inputs.mask is not None:
+            m = np.isin(batch[:, pos], inputs.mask_values)
+            pos += 1
+        else:
+            m = np.zeros(valid.shape, dtype=bool)
+        if self.model.uses_mask:
+            parts.append((m | ~valid)[:, None].astype(np.float32))
+        for (_, ab), st in zip(inputs.aux, self.aux_stats):
+            parts.append(normalize(batch[:, pos:pos + len(ab)].astype(np.float64), st, norm))
+            pos += len(ab)
+        return np.concatenate(parts, axis=1), pos
+
+    def __call__(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        import torch
+
+        check_cancelled(self.cancelled)
+        dev, nb = self.model.device, self.nb
+        x, pos = self.network_input(batch, valid)
+        x = torch.from_numpy(x).to(dev)
+        prior = None
+        if self.with_prior:
+            prior = torch.from_numpy(np.ascontiguousarray(batch[:, pos:pos + nb], dtype=np.float32)).to(dev)
+        with torch.no_grad():
+            y = (self.model.network(x, prior) if prior is not None else self.model.network(x)).float().cpu().numpy()
+        return denormalize(y, self.stats, self.model.normalization).astype(np.float32)
+
+
+def run_generator(model: RemovalModel, inputs: CloudyInput, stats: dict, aux_stats: list,
+                  prior: RasterInfo | None, feathering: MaskFeathering | None, out_path: str, tile: int,
+                  options: RemovalOptions, progress: Progress, cancelled: CancelCheck) -> None:
+    """Run the generator over the whole raster in overlapping tiles and write the output."""
+    from ..tiling import run_tiled
+
+    src, bands = inputs.src, inputs.bands
+    nb = len(bands)
+    extra = ([(inputs.mask, [1])] if inputs.mask is not None else []) + list(inputs.aux)
+    if prior is not None:
+        extra.append((prior, list(range(1, nb + 1))))
+    descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
+    run_tiled(GeneratorTiles(model, inputs, stats, aux_stats, prior is not None, cancelled), src, out_path,
+              bands=bands, extra=extra, out_bands=nb, out_dtype=src.dtype, tile=tile, overlap=options.overlap,
+              batch_size=options.batch_size, descriptions=descriptions, postprocess=feathering,
+              progress=progress, cancelled=cancelled)
+
+
+def summary(out_path: str, model: RemovalModel, inputs: CloudyInput, tile: int, options: RemovalOptions,
+            stats: dict, feathering: MaskFeathering | None, seconds: float) -> dict:
+    from ..runtime import describe_device
+
+    return {
+        "output": out_path,
+        "model": model.path,
+        "bands": inputs.bands,
+        "tile": tile,
+        "overlap": options.overlap,
+        "device": describe_device(model.device),
+        "masked_pixels": feathering.masked_pixels if feathering is not None else None,
+        "valid_pixels": feathering.valid_pixels if feathering is not None else None,
+        "normalization": {"scheme": NORMALIZATION_SCHEME, **stats},
+        "seconds": seconds,
+    }

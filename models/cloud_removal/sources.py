@@ -1,0 +1,179 @@
+"""Training sources: a raster (or a cloudy/clear pair) described by :class:`TrainingSource`, and
+:class:`OpenSource`, the same source with its rasters opened once, its rows split into a training
+and a validation block and its scaling statistics computed, which reads the windows crops need."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..errors import InputError
+from ..grids import check_same_grid
+from ..raster import parse_bands, raster_info, read_window, valid_mask
+from ..windows import Window
+from .scaling import image_statistics
+
+ROLES = ("train+validation", "train", "validation")
+
+
+@dataclass
+class TrainingSource:
+    """One raster (or raster pair) to draw training crops from.
+
+    Synthetic mode (``cloudy`` is None): ``clear`` gets synthetic clouds; ``mask`` with
+    ``clear_values`` says which pixels of ``clear`` are really clear.
+    Paired mode: ``cloudy`` and ``clear`` share a grid; ``mask`` (on that grid) marks the
+    clouds of ``cloudy`` with ``cloud_values``; it feeds the mask channel.
+    ``aux``: further conditioning rasters ``[(path, bands), ...]`` on the same grid.
+    """
+
+    clear: str
+    bands: Optional[list] = None
+    cloudy: Optional[str] = None
+    cloudy_bands: Optional[list] = None
+    mask: Optional[str] = None
+    clear_values: Optional[tuple] = None
+    cloud_values: tuple = (1, 2)
+    aux: list = field(default_factory=list)
+    val_fraction: float = 0.2
+    name: str = ""
+    role: str = "train+validation"   # or "train" (no validation block) or "validation" (never trained on)
+
+    @property
+    def paired(self) -> bool:
+        return self.cloudy is not None
+
+    @property
+    def label(self) -> str:
+        return self.name or os.path.basename(self.clear)
+
+    def split(self, tile: int, height: int | None = None) -> tuple:
+        """``((0, split), (split, height))``: training and validation row blocks.
+
+        The validation block is the last ``val_fraction`` of the rows, at least ``tile`` rows;
+        training crops lie entirely in the first block, validation crops in the second.
+        ``role="train"``: all rows train, none validate; ``role="validation"``: the whole raster
+        is validation (a held-out scene, to judge how a model generalises to new places).
+        ``height``: the clear raster's, when the caller has it (else it is read from the file).
+        """
+        height = raster_info(self.clear).height if height is None else height
+        if self.role not in ROLES:
+            raise InputError(f"Training source '{self.label}': unknown role '{self.role}' (use {', '.join(ROLES)}).")
+        if height < tile:
+            raise InputError(f"Training raster '{self.label}' has {height} rows, fewer than one {tile}-pixel tile; "
+                             "use a smaller tile.")
+        if self.role == "train":
+            return (0, height), (height, height)
+        if self.role == "validation":
+            return (0, 0), (0, height)
+        val_rows = max(int(math.ceil(height * self.val_fraction)), tile)
+        split = height - val_rows
+        if split < tile:
+            raise InputError(
+                f"Training raster '{self.label}' has {height} rows: too few for a training block and a validation "
+                f"block of at least one {tile}-pixel tile each; use a smaller tile.")
+        return (0, split), (split, height)
+
+
+def as_training_source(source) -> TrainingSource:
+    """A :class:`TrainingSource`, or one made from a dict of its fields (:class:`InputError` for unknown fields)."""
+    if isinstance(source, TrainingSource):
+        return source
+    unknown = sorted(set(source) - set(TrainingSource.__dataclass_fields__))
+    if unknown or "clear" not in source:
+        raise InputError(f"Training source {source}: " + (f"no field named {', '.join(unknown)}" if unknown else
+                         "the clear raster ('clear') is missing") +
+                         f"; the fields are {', '.join(TrainingSource.__dataclass_fields__)}.")
+    return TrainingSource(**source)
+
+
+class OpenSource:
+    """A :class:`TrainingSource` with its rasters open, its rows split and its statistics computed.
+
+    ``t0, t1`` / ``v0, v1``: the training and validation row blocks; ``stats`` / ``aux_stats``:
+    the scaling statistics of the image the network sees as input and of each auxiliary raster.
+    """
+
+    def __init__(self, src: TrainingSource, tile: int, band_count: int | None, normalization: dict):
+        self.src = src
+        self.tile = tile
+        self.normalization = normalization
+        self.name = src.name or os.path.splitext(os.path.basename(src.clear))[0]
+        self._describe_rasters(band_count)
+        if self.clear_info.width < tile:
+            raise InputError(f"Training raster '{self.name}' is {self.clear_info.width} px wide, less than the "
+                             f"{tile}-pixel tile.")
+        (self.t0, self.t1), (self.v0, self.v1) = src.split(tile, self.clear_info.height)
+        self.height, self.width = self.clear_info.height, self.clear_info.width
+        self._compute_statistics()
+
+    def _describe_rasters(self, band_count: int | None) -> None:
+        """Describe the clear, cloudy, mask and auxiliary rasters, check bands and grids."""
+        src = self.src
+        self.clear_info = raster_info(src.clear, self.name)
+        self.bands = parse_bands(src.bands, self.clear_info.band_count, self.name)
+        if band_count is not None and len(self.bands) != band_count:
+            raise InputError(f"Training source '{self.name}' has {len(self.bands)} bands selected; "
+                             f"the other sources have {band_count}.")
+        infos = [self.clear_info]
+        self.cloudy_info = None
+        if src.paired:
+            self.cloudy_info = raster_info(src.cloudy, self.name + " (cloudy)")
+            self.cloudy_bands = parse_bands(src.cloudy_bands if src.cloudy_bands is not None else self.bands,
+                                            self.cloudy_info.band_count, self.cloudy_info.name)
+            if len(self.cloudy_bands) != len(self.bands):
+                raise InputError(f"Training source '{self.name}': cloudy and clear band counts differ.")
+            infos.append(self.cloudy_info)
+        self.mask_info = raster_info(src.mask, self.name + " (mask)") if src.mask else None
+        if self.mask_info is not None:
+            infos.append(self.mask_info)
+        self.aux_infos = []
+        for path, abands in src.aux:
+            ai = raster_info(path)
+            self.aux_infos.append((ai, parse_bands(abands, ai.band_count, ai.name)))
+            infos.append(ai)
+        check_same_grid(infos)
+
+    def _compute_statistics(self) -> None:
+        """Statistics from the training block of the image the network sees as input (from the
+        whole raster for a validation-only source, as inference would compute them)."""
+        src, norm = self.src, self.normalization
+        rows = (self.t0, self.t1) if self.t1 > self.t0 else (self.v0, self.v1)
+        if src.paired:
+            self.stats = image_statistics(self.cloudy_info, self.cloudy_bands, mask=self.mask_info,
+                                          mask_values=src.cloud_values, rows=rows, normalization=norm)
+        else:
+            self.stats = image_statistics(self.clear_info, self.bands, mask=self.mask_info,
+                                          clear_values=src.clear_values if self.mask_info else None,
+                                          rows=rows, normalization=norm)
+        self.aux_stats = [image_statistics(ai, ab, rows=rows, normalization=norm) for ai, ab in self.aux_infos]
+
+    # -- reading one window -------------------------------------------------------------------
+    def known(self, window: Window) -> np.ndarray:
+        """Pixels whose clear target is known (synthetic mode: mask says clear; else all)."""
+        if self.src.paired or self.mask_info is None or self.src.clear_values is None:
+            return np.ones((window[3], window[2]), dtype=bool)
+        m = read_window(self.mask_info.dataset(), window, [1])[0]
+        return np.isin(m, np.asarray(self.src.clear_values))
+
+    def read(self, window: Window) -> dict:
+        """``clear``, ``valid``, ``known``, ``aux`` (and in paired mode ``cloudy``, ``mask``) of a window."""
+        clear = read_window(self.clear_info.dataset(), window, self.bands)
+        valid = valid_mask(clear, [self.clear_info.nodata[b - 1] for b in self.bands])
+        out = {"clear": clear, "valid": valid}
+        if self.src.paired:
+            cloudy = read_window(self.cloudy_info.dataset(), window, self.cloudy_bands)
+            valid &= valid_mask(cloudy, [self.cloudy_info.nodata[b - 1] for b in self.cloudy_bands])
+            out["cloudy"] = cloudy
+            if self.mask_info is not None:
+                m = read_window(self.mask_info.dataset(), window, [1])[0]
+                out["mask"] = np.isin(m, np.asarray(self.src.cloud_values))
+            else:
+                out["mask"] = np.zeros(valid.shape, dtype=bool)
+        out["known"] = self.known(window) & valid
+        out["aux"] = [read_window(ai.dataset(), window, ab) for ai, ab in self.aux_infos]
+        return out

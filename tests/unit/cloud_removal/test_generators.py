@@ -1,0 +1,54 @@
+"""Generator kinds and model sizes (models/cloud_removal/generators.py, config.py)."""
+
+import pytest
+import torch
+
+from cloudfree.models import cloud_removal as cr
+from cloudfree.models.errors import InputError
+
+
+@pytest.mark.parametrize("bands", [3, 4, 6])
+@pytest.mark.parametrize("tile", [64, 128])
+def test_generator_output_shapes(bands, tile):
+    for kind, with_mask in (("plain", False), ("plain", True), ("fill_residual", True), ("unmix_residual", True),
+                            ("unmix_blend", True)):
+        cin = bands + int(with_mask)
+        g = cr.build_generator(cin, bands, "small", kind=kind, depth=5 if tile == 64 else 6, base=8,
+                               max_channels=32).eval()
+        x = torch.randn(2, cin, tile, tile)
+        if with_mask:
+            x[:, bands] = (x[:, bands] > 0).float()
+        with torch.no_grad():
+            y = g(x)
+        assert y.shape == (2, bands, tile, tile)
+        if kind == "plain":
+            assert float(y.abs().max()) <= 1.0  # tanh output
+        else:
+            assert torch.isfinite(y).all()  # the fill plus a tanh residual
+
+
+def test_model_sizes_and_tile_check():
+    assert cr.MODEL_SIZES["full"]["depth"] == 8 and cr.MODEL_SIZES["full"]["base"] == 64
+    assert cr.MODEL_SIZES["full"]["tile"] == 256
+    assert cr.MODEL_SIZES["small"]["tile"] % 2 ** cr.MODEL_SIZES["small"]["depth"] == 0
+    with pytest.raises(InputError, match="divisible"):
+        cr.TrainConfig(sources=[], size="small", tile=96).resolved()
+    with pytest.raises(InputError, match="size"):
+        cr.TrainConfig(sources=[], size="huge").resolved()
+
+
+def test_unknown_generator_size_is_an_input_error():
+    """build_generator with an unknown size raised a bare KeyError."""
+    with pytest.raises(InputError, match="Unknown model size 'huge'"):
+        cr.build_generator(5, 4, "huge")
+
+
+def test_invalid_training_settings_are_input_errors():
+    """A negative seed, an empty batch or an unknown norm layer failed deep inside numpy/torch
+    (ValueError) once the data and networks were set up; now the configuration says so."""
+    with pytest.raises(InputError, match="seed"):
+        cr.TrainConfig(sources=[], seed=-1).resolved()
+    with pytest.raises(InputError, match="batch size"):
+        cr.TrainConfig(sources=[], batch_size=0).resolved()
+    with pytest.raises(InputError, match="norm"):
+        cr.TrainConfig(sources=[], norm="group").resolved()

@@ -1,0 +1,108 @@
+"""Removing clouds from real rasters with a trained model (models/cloud_removal/infer.py, feathering.py)."""
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from cloudfree.models import cloud_removal as cr
+from cloudfree.models.errors import InputError, ModelFileError
+from cloudfree.models.raster import raster_info, write_array
+
+
+def test_wrong_band_count_is_a_model_file_error(trained, shared_data, tmp_path):
+    result, *_ = trained
+    p = shared_data / "s2_cloud_pair"
+    src = raster_info(str(p / "cloudy.tif"))
+    with pytest.raises(ModelFileError, match="4 band"):
+        cr.remove_clouds(src, str(tmp_path / "x.tif"), result.model_path, bands=[2, 3, 4],
+                         mask=raster_info(str(p / "mask.tif")), options=cr.RemovalOptions(device="cpu"))
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_remove_clouds_keeps_clear_pixels_bit_identical(trained, shared_data, tmp_path):
+    result, *_ = trained
+    p = shared_data / "s2_cloud_pair"
+    src = raster_info(str(p / "cloudy.tif"))
+    mask = raster_info(str(p / "mask.tif"))
+    out = tmp_path / "clear.tif"
+    fractions = []
+    summary = cr.remove_clouds(src, str(out), result.model_path, bands="2,3,4,8", mask=mask,
+                               options=cr.RemovalOptions(tile=64, overlap=16, device="cpu", feather=4),
+                               progress=lambda f, m=None: fractions.append(f))
+    assert summary["output"] == str(out) and fractions[-1] == pytest.approx(1.0)
+    ds = gdal.Open(str(out))
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (256, 256, 4)
+    assert ds.GetGeoTransform() == src.geotransform
+    assert ds.GetSpatialRef().GetAuthorityCode(None) == "4326"
+    got = ds.ReadAsArray()
+    assert got.dtype == np.float32
+    orig = gdal.Open(str(p / "cloudy.tif")).ReadAsArray()[[1, 2, 3, 7]]
+    m = gdal.Open(str(p / "mask.tif")).ReadAsArray()
+    masked = np.isin(m, [1, 2])
+    assert np.array_equal(got[:, ~masked].view(np.uint32), orig[:, ~masked].view(np.uint32))
+    assert summary["masked_pixels"] == int(masked.sum())
+    # inside the mask the values changed, and the generated ones are in the image's own range
+    assert (got[:, masked] != orig[:, masked]).mean() > 0.99
+    assert np.isfinite(got).all()
+    clear_mean = orig[:, ~masked].mean(axis=1)
+    gen_mean = got[:, masked].mean(axis=1)
+    assert np.all(np.abs(gen_mean - clear_mean) < 0.5 * clear_mean)
+
+
+def test_feather_weights_inside_mask_only():
+    m = np.zeros((20, 20), dtype=bool)
+    m[5:15, 5:15] = True
+    w = cr.feather_weights(m, 4)
+    assert (w[~m] == 0).all()
+    assert w[5, 10] == pytest.approx(0.25) and w[10, 10] == 1.0
+    assert (w[m] > 0).all()
+    np.testing.assert_array_equal(cr.feather_weights(m, 0), m.astype(float))
+
+
+def test_remove_clouds_integer_dns_keep_dtype(trained, shared_data, tmp_path):
+    """Landsat 8 DNs (UInt16, other scaling than the training data): dtype kept, clear pixels exact."""
+    result, *_ = trained
+    d = shared_data / "l8_cloudy_scene"
+    src = raster_info(str(d / "bgrn.tif"))
+    qa = gdal.Open(str(d / "qa.tif")).ReadAsArray()
+    cloud = ((qa >> 14) & 3) == 3
+    mask_path = tmp_path / "mask.tif"
+    write_array(str(mask_path), cloud.astype(np.uint8), like=src)
+    out = tmp_path / "l8.tif"
+    cr.remove_clouds(src, str(out), result.model_path, mask=raster_info(str(mask_path)), mask_values=(1,),
+                     options=cr.RemovalOptions(tile=64, overlap=16, device="cpu"))
+    got = gdal.Open(str(out)).ReadAsArray()
+    orig = gdal.Open(str(d / "bgrn.tif")).ReadAsArray()
+    assert got.dtype == np.uint16
+    assert np.array_equal(got[:, ~cloud], orig[:, ~cloud])
+    valid = orig[:, cloud] > 0
+    assert np.median(got[:, cloud][valid]) < np.median(orig[:, cloud][valid])  # clouds were bright
+
+
+def test_model_with_mask_channel_needs_a_mask(trained, shared_data, tmp_path):
+    result, *_ = trained
+    src = raster_info(str(shared_data / "s2_cloud_pair" / "cloudy.tif"))
+    with pytest.raises(InputError, match="mask"):
+        cr.remove_clouds(src, str(tmp_path / "y.tif"), result.model_path, bands=[2, 3, 4, 8],
+                         options=cr.RemovalOptions(device="cpu"))
+
+
+def test_remove_clouds_opens_its_input_and_mask_once(trained, shared_data, tmp_path, monkeypatch):
+    """Statistics, the coarse fill prior and the feathering each opened the input and the mask again
+    (4 opens of each with the tiler's); now they read through the one ``info.dataset()``, and only the
+    tiler, which reads on a background thread, opens its own handle."""
+    result, *_ = trained
+    p = shared_data / "s2_cloud_pair"
+    src, mask = raster_info(str(p / "cloudy.tif")), raster_info(str(p / "mask.tif"))
+    opened = []
+    real_open = gdal.Open
+
+    def counting_open(path, *args):
+        opened.append(str(path))
+        return real_open(path, *args)
+
+    monkeypatch.setattr(gdal, "Open", counting_open)
+    cr.remove_clouds(src, str(tmp_path / "once.tif"), result.model_path, bands=[2, 3, 4, 8], mask=mask,
+                     options=cr.RemovalOptions(tile=64, overlap=16, device="cpu"))
+    assert 1 <= opened.count(src.path) <= 2
+    assert 1 <= opened.count(mask.path) <= 2
