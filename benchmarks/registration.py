@@ -1,4 +1,4 @@
-"""Benchmark of image registration (models/registration.py) against OpenCV and AROSICS.
+"""Benchmark of image registration (models/registration/) against OpenCV and AROSICS.
 
     .venv/bin/python benchmarks/registration.py [all|real|robust] [--runs 3] [--no-arosics]
                                                 [--json OUT.json]

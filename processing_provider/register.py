@@ -27,6 +27,21 @@ FIGURES = (("SHIFT_X", "shift_x", "Shift x (pixels)"), ("SHIFT_Y", "shift_y", "S
 
 
 class RegisterAlgorithm(CloudFreeAlgorithm):
+    # parameter and output names (the ids headless calls use)
+    REFERENCE = "REFERENCE"
+    INPUT = "INPUT"
+    REFERENCE_BAND = "REFERENCE_BAND"
+    INPUT_BAND = "INPUT_BAND"
+    TRANSFORM = "TRANSFORM"
+    METHOD = "METHOD"
+    REFERENCE_MASK = "REFERENCE_MASK"
+    INPUT_MASK = "INPUT_MASK"
+    RATIO = "RATIO"
+    CNN_WEIGHT = "CNN_WEIGHT"
+    FINE_TUNE_STEPS = "FINE_TUNE_STEPS"
+    OUTPUT = "OUTPUT"
+    OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
+    OUTPUT_CHECKERBOARD = "OUTPUT_CHECKERBOARD"
     NAME = "register"
     DISPLAY_NAME = "Register image (SIFT + CNN)"
     GROUP = "Registration"
@@ -51,68 +66,69 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster"))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Sensed raster (to be registered)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, "Reference raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Sensed raster (to be registered)"))
         # optional with default 1: QGIS 3.22 rejects an omitted mandatory band instead of using its default
-        self.addParameter(QgsProcessingParameterBand("REFERENCE_BAND", "Reference band", 1, "REFERENCE", optional=True))
-        self.addParameter(QgsProcessingParameterBand("INPUT_BAND", "Sensed band", 1, "INPUT", optional=True))
-        self.addParameter(QgsProcessingParameterEnum("TRANSFORM", "Transform", [t[1] for t in TRANSFORMS],
+        self.addParameter(QgsProcessingParameterBand(self.REFERENCE_BAND, "Reference band", 1, self.REFERENCE,
+                                                    optional=True))
+        self.addParameter(QgsProcessingParameterBand(self.INPUT_BAND, "Sensed band", 1, self.INPUT, optional=True))
+        self.addParameter(QgsProcessingParameterEnum(self.TRANSFORM, "Transform", [t[1] for t in TRANSFORMS],
                                                      defaultValue=2))
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Features", [m[1] for m in METHODS], defaultValue=0))
-        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE_MASK", "Reference mask (non-zero = clouds)",
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Features", [m[1] for m in METHODS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE_MASK, "Reference mask (non-zero = clouds)",
                                                             optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_MASK", "Sensed mask (non-zero = clouds)",
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT_MASK, "Sensed mask (non-zero = clouds)",
                                                             optional=True))
-        self.addParameter(QgsProcessingParameterNumber("RATIO", "Nearest-neighbour ratio",
+        self.addParameter(QgsProcessingParameterNumber(self.RATIO, "Nearest-neighbour ratio",
                                                        QgsProcessingParameterNumber.Double, 0.9, minValue=0.1,
                                                        maxValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber("CNN_WEIGHT", "CNN weight in the fused distance",
+        self.addParameter(QgsProcessingParameterNumber(self.CNN_WEIGHT, "CNN weight in the fused distance",
                                                        QgsProcessingParameterNumber.Double, 0.3, minValue=0.0,
                                                        maxValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber("FINE_TUNE_STEPS", "Fine-tune the CNN on the reference "
+        self.addParameter(QgsProcessingParameterNumber(self.FINE_TUNE_STEPS, "Fine-tune the CNN on the reference "
                                                        "(steps, 0 = no)", QgsProcessingParameterNumber.Integer, 0,
                                                        minValue=0))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Registered raster"))
-        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_TIEPOINTS", "Tie points"))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CHECKERBOARD", "Checkerboard",
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Registered raster"))
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT_TIEPOINTS, "Tie points"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_CHECKERBOARD, "Checkerboard",
                                                                   optional=True, createByDefault=False))
         for key, _, label in FIGURES:
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.descriptors import fine_tune_on_reference
-        from ..models.registration import register
+        from ..models.registration import MatchOptions, RegistrationOutputs, fine_tune_on_reference, register
 
-        reference = self.raster_info(parameters, "REFERENCE", context)
-        sensed = self.raster_info(parameters, "INPUT", context)
-        ref_mask = self.raster_info(parameters, "REFERENCE_MASK", context, optional=True)
-        sen_mask = self.raster_info(parameters, "INPUT_MASK", context, optional=True)
-        transform = TRANSFORMS[self.parameterAsEnum(parameters, "TRANSFORM", context)][0]
-        method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)][0]
-        ref_band = self.parameterAsInt(parameters, "REFERENCE_BAND", context) or 1
-        out = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
-        tiepoints = self.output_path(self.parameterAsOutputLayer(parameters, "OUTPUT_TIEPOINTS", context))
-        checker = self.parameterAsOutputLayer(parameters, "OUTPUT_CHECKERBOARD", context) or None
+        reference = self.raster_info(parameters, self.REFERENCE, context)
+        sensed = self.raster_info(parameters, self.INPUT, context)
+        masks = (self.raster_info(parameters, self.REFERENCE_MASK, context, optional=True),
+                 self.raster_info(parameters, self.INPUT_MASK, context, optional=True))
+        transform = TRANSFORMS[self.parameterAsEnum(parameters, self.TRANSFORM, context)][0]
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
+        bands = (self.parameterAsInt(parameters, self.REFERENCE_BAND, context) or 1,
+                 self.parameterAsInt(parameters, self.INPUT_BAND, context) or 1)
+        outputs = RegistrationOutputs(
+            registered=self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context)),
+            tiepoints=self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT_TIEPOINTS, context)),
+            checkerboard=self.parameterAsOutputLayer(parameters, self.OUTPUT_CHECKERBOARD, context) or None)
+        steps = self.parameterAsInt(parameters, self.FINE_TUNE_STEPS, context)
         with tempfile.TemporaryDirectory(prefix="cloudfree-register-") as tmp:
-            cnn_path = None
-            steps = self.parameterAsInt(parameters, "FINE_TUNE_STEPS", context)
+            descriptor_model_path = None
             if method == "sift_cnn" and steps > 0:
                 feedback.pushInfo(f"Fine-tuning the CNN descriptor on '{reference.name}' for {steps} steps")
-                cnn_path = fine_tune_on_reference(reference, ref_band, steps, os.path.join(tmp, "cnn.safetensors"),
-                                                  cancelled=cancelled)
+                descriptor_model_path = fine_tune_on_reference(reference, bands[0], steps,
+                                                               os.path.join(tmp, "descriptor.safetensors"),
+                                                               cancelled=cancelled)
+            match = MatchOptions(ratio=self.parameterAsDouble(parameters, self.RATIO, context),
+                                 cnn_weight=self.parameterAsDouble(parameters, self.CNN_WEIGHT, context),
+                                 descriptor_model_path=descriptor_model_path)
             feedback.pushInfo(f"Registering '{sensed.name}' onto '{reference.name}' ({method}, {transform})")
-            result = register(reference, sensed, out, reference_band=ref_band,
-                              sensed_band=self.parameterAsInt(parameters, "INPUT_BAND", context) or 1,
-                              transform=transform, method=method, masks=(ref_mask, sen_mask),
-                              ratio=self.parameterAsDouble(parameters, "RATIO", context),
-                              cnn_weight=self.parameterAsDouble(parameters, "CNN_WEIGHT", context),
-                              tiepoints_path=tiepoints, checkerboard_path=checker, cnn_weights_path=cnn_path,
-                              progress=progress, cancelled=cancelled)
+            result = register(reference, sensed, outputs, transform=transform, method=method, bands=bands,
+                              masks=masks, match=match, progress=progress, cancelled=cancelled)
         feedback.pushInfo(result.summary())
-        outputs = {"OUTPUT": out, "OUTPUT_TIEPOINTS": tiepoints}
-        if checker:
-            outputs["OUTPUT_CHECKERBOARD"] = checker
+        results = {self.OUTPUT: outputs.registered, self.OUTPUT_TIEPOINTS: outputs.tiepoints}
+        if outputs.checkerboard:
+            results[self.OUTPUT_CHECKERBOARD] = outputs.checkerboard
         for key, attr, _ in FIGURES:
             value = getattr(result, attr)
-            outputs[key] = int(value) if key == "N_RED" else float(value)
-        return outputs
+            results[key] = int(value) if key == "N_RED" else float(value)
+        return results

@@ -2,7 +2,7 @@
 
 Self-supervised like Ye et al. (GRSL 2018): seed patches cut from real images, each seed its
 own class, expanded by random rotation / scale / radiometric augmentation; InfoNCE loss
-(see models/descriptors.py). The registration benchmark pair (s2_registration_pair) is NOT
+(see models/registration/train.py). The registration benchmark pair (s2_registration_pair) is NOT
 used for training; it only serves as a second held-out retrieval check.
 
 Training data (all real, from ../shared/data; see its README for sources and licences),
@@ -42,9 +42,9 @@ def engine():
     sys.path.insert(0, str(ROOT / "scripts"))
     import cloudfree_import  # noqa: F401  (registers this checkout as the package `cloudfree`)
 
-    import cloudfree.models.descriptors as desc
+    import cloudfree.models.registration as registration
 
-    return desc
+    return registration
 
 
 def _read(path, band=None):
@@ -114,17 +114,10 @@ def heldout_images():
             "s2_registration_pair/reference_20160608.tif window x600-1624 y800-1824": [ref]}
 
 
-def retrieval_top1(desc, net, images, n=256, seed=123):
-    import torch
-
-    prepared = [desc._prepare_image(im) for im in images]
-    a, b = desc._augment_batch(np.random.default_rng(seed), prepared, n, desc.PATCH_SIZE)
-    net.eval()
-    with torch.no_grad():
-        za = net(torch.from_numpy(a)[:, None])
-        zb = net(torch.from_numpy(b)[:, None])
-        hit = torch.argmax(za @ zb.t(), dim=1) == torch.arange(len(za))
-    return float(hit.float().mean())
+def retrieval_top1(registration, net, images, n=256, seed=123):
+    """Top-1 retrieval of augmented twins among ``n`` seeds of raw ``images`` (the engine's held-out check)."""
+    prepared = [registration.prepare_training_image(im) for im in images]
+    return registration.retrieval_top1(net, prepared, n, seed)
 
 
 def main(argv=None):
@@ -138,7 +131,8 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    desc = engine()
+    registration = engine()
+    from cloudfree.models.networks import build
     from cloudfree.models.weights import save_model
 
     images, record = training_images()
@@ -150,14 +144,14 @@ def main(argv=None):
         if msg and int(msg.split()[2].split("/")[0]) % 100 == 1:
             print(f"  {msg} ({time.time() - t0:.0f} s)", flush=True)
 
-    net, meta = desc.train_descriptor(images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                      progress=progress)
+    net, meta = registration.train_descriptor(images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                              progress=progress)
     held = {}
-    rand = desc.build(desc.ARCHITECTURE, meta.hyperparameters)
+    rand = build(registration.DESCRIPTOR_ARCHITECTURE, meta.hyperparameters)
     torch.manual_seed(0)
     for name, imgs in heldout_images().items():
-        held[name] = {"top1_trained": retrieval_top1(desc, net, imgs),
-                      "top1_random_init": retrieval_top1(desc, rand.eval(), imgs)}
+        held[name] = {"top1_trained": retrieval_top1(registration, net, imgs),
+                      "top1_random_init": retrieval_top1(registration, rand.eval(), imgs)}
         print(f"held-out {name}: top-1 {held[name]['top1_trained']:.3f} "
               f"(random-init net {held[name]['top1_random_init']:.3f})")
     meta.training.update({

@@ -1,4 +1,4 @@
-"""Registration engine tests with known ground truth (in the style of scikit-image's
+"""Registration pipeline tests with known ground truth (in the style of scikit-image's
 phase_cross_correlation tests): a real 512x512 Sentinel-2 window is warped by a known
 transform, written as GeoTIFF with the reference geotransform, and register() must recover
 it. The real pair (reference/target of AROSICS' INTER1 case) is registered and the residual
@@ -22,14 +22,6 @@ from cloudfree.models.raster import raster_info, write_array  # noqa: E402
 
 N = 512
 X0, Y0 = 900, 1200  # window of the real reference used for the synthetic cases
-
-
-@pytest.fixture(scope="module")
-def real_reference(shared_data):
-    path = shared_data / "s2_registration_pair" / "reference_20160608.tif"
-    ds = gdal.Open(str(path))
-    arr = ds.ReadAsArray().astype(np.float32)
-    return arr, ds.GetGeoTransform(), ds.GetProjection()
 
 
 def _truth(angle=0.0, scale=1.0, shift=(0.0, 0.0)):
@@ -129,8 +121,8 @@ def test_outputs_brightness_change_and_cloud_mask(tmp_path, real_reference):
     out, tp, cb = tmp_path / "out.tif", tmp_path / "tp.gpkg", tmp_path / "cb.tif"
     mask_path = str(tmp_path / "cloud_mask.tif")  # masks may be rasters (non-zero = ignore) or arrays
     write_array(mask_path, cloud.astype(np.uint8)[None], like=sen)
-    r = reg.register(ref, sen, str(out), transform="affine", masks=(None, mask_path), tiepoints_path=str(tp),
-                     checkerboard_path=str(cb))
+    r = reg.register(ref, sen, reg.RegistrationOutputs(str(out), tiepoints=str(tp), checkerboard=str(cb)),
+                     transform="affine", masks=(None, mask_path))
     shift, angle, scale = _expected(m)
     assert abs(r.shift_x - shift[0]) < 0.1 and abs(r.shift_y - shift[1]) < 0.1
     assert abs(_angle_diff(r.rotation, angle)) < 0.1 and abs(r.scale / scale - 1) < 1e-3
@@ -204,8 +196,8 @@ def test_no_overlap_raises_and_writes_nothing(tmp_path, real_reference):
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(InputError, match="does not overlap"):
         reg.register(raster_info(str(tmp_path / "a.tif")), raster_info(str(tmp_path / "b.tif")),
-                     str(tmp_path / "out.tif"), tiepoints_path=str(tmp_path / "tp.gpkg"),
-                     checkerboard_path=str(tmp_path / "cb.tif"))
+                     reg.RegistrationOutputs(str(tmp_path / "out.tif"), tiepoints=str(tmp_path / "tp.gpkg"),
+                                             checkerboard=str(tmp_path / "cb.tif")))
     assert sorted(os.listdir(tmp_path)) == before
 
 
@@ -218,7 +210,7 @@ def test_unrelated_images_raise_and_write_nothing(tmp_path, real_reference):
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(InputError):
         reg.register(raster_info(str(tmp_path / "a.tif")), raster_info(str(tmp_path / "b.tif")),
-                     str(tmp_path / "out.tif"), tiepoints_path=str(tmp_path / "tp.gpkg"))
+                     reg.RegistrationOutputs(str(tmp_path / "out.tif"), tiepoints=str(tmp_path / "tp.gpkg")))
     assert sorted(os.listdir(tmp_path)) == before
 
 
@@ -237,30 +229,8 @@ def test_cancel_and_bad_arguments(tmp_path, real_reference):
         reg.register(ref, sen, str(tmp_path / "out.tif"), masks=(np.zeros((10, 10), bool), None))
     with pytest.raises(ModelFileError, match="does not exist"):
         reg.register(ref, sen, str(tmp_path / "out.tif"), method="sift_cnn",
-                     cnn_weights_path=str(tmp_path / "missing.safetensors"))
+                     match=reg.MatchOptions(descriptor_model_path=str(tmp_path / "missing.safetensors")))
     assert sorted(os.listdir(tmp_path)) == before
-
-
-@pytest.mark.parametrize("kind", ["translation", "similarity", "affine", "projective", "tps"])
-def test_model_fit_exact_and_loo(kind):
-    rng = np.random.default_rng(1)
-    src = rng.uniform(0, 1000, (40, 2))
-    h = np.array([[1.01, -0.05, 3.2], [0.04, 0.99, -1.1], [0.0, 0.0, 1.0]])
-    if kind == "translation":
-        h[:2, :2] = np.eye(2)
-    elif kind == "similarity":
-        h[:2, :2] = [[1.01, -0.05], [0.05, 1.01]]
-    elif kind == "projective":
-        h[2, :2] = [1e-5, -2e-5]
-    dst = reg._apply_h(h, src)
-    model = reg._Model(kind).fit(src, dst)
-    assert np.abs(model.apply(src) - dst).max() < 1e-6
-    assert reg._loo_rms(src, dst, kind, 1e-3) < 1e-5
-    # an outlier is removed by the iterative residual threshold
-    noisy = dst + rng.normal(0, 0.05, dst.shape)
-    noisy[3] += (5.0, -4.0)
-    _, inl, _ = reg._fit_robust(src, noisy, kind, floor=0.1)
-    assert not inl[3] and inl.sum() >= 36
 
 
 def test_real_pair_residual_below_a_tenth_of_a_pixel(tmp_path, shared_data):
@@ -271,7 +241,8 @@ def test_real_pair_residual_below_a_tenth_of_a_pixel(tmp_path, shared_data):
     ref = raster_info(str(folder / "reference_20160608.tif"))
     tgt = raster_info(str(folder / "target_20160529.tif"))
     out = tmp_path / "registered.tif"
-    r = reg.register(ref, tgt, str(out), transform="affine", tiepoints_path=str(tmp_path / "tp.gpkg"))
+    r = reg.register(ref, tgt, reg.RegistrationOutputs(str(out), tiepoints=str(tmp_path / "tp.gpkg")),
+                     transform="affine")
     print(r.summary(), f"{r.seconds:.1f} s")
     a = gdal.Open(ref.path).ReadAsArray().astype(np.float32)
     before = gdal.Warp("", tgt.path, format="MEM", outputBounds=ref.bounds, width=ref.width,
@@ -303,3 +274,36 @@ def test_real_pair_residual_below_a_tenth_of_a_pixel(tmp_path, shared_data):
     # the estimate agrees with AROSICS (-0.6, +1.8), which reports the correction (opposite sign)
     assert abs(r.shift_x - 0.6) < 0.15 and abs(r.shift_y + 1.8) < 0.15
     assert r.rms_loo < 0.3 and r.n_red >= 50
+
+
+def test_sift_cnn_registration_recovers_shift(tmp_path, shared_data, image):
+    """The fused SIFT + CNN distance registers a known sub-pixel shift (tiny, briefly trained CNN)."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    path = tmp_path / "desc.safetensors"
+    reg.train_descriptor([image], steps=2, batch_size=8, channels=(8, 8, 16, 16), dim=32,
+                         out_path=str(path))
+    ds = gdal.Open(str(shared_data / "s2_registration_pair" / "reference_20160608.tif"))
+    gt, wkt = ds.GetGeoTransform(), ds.GetProjection()
+    full = ds.ReadAsArray(700, 1000, 912, 912).astype(np.float32)
+    ref = full[200:712, 200:712]
+    m = np.array([[1.0, 0.0, 2.3 - 200.0], [0.0, 1.0, -1.7 - 200.0]])  # sensed = ref shifted by (2.3, -1.7)
+    sen = cv2.warpAffine(full, m, (512, 512), flags=cv2.INTER_CUBIC)
+    g = (gt[0] + 900 * gt[1], gt[1], 0.0, gt[3] + 1200 * gt[5], 0.0, gt[5])
+    write_array(str(tmp_path / "r.tif"), ref.astype(np.uint16)[None], geotransform=g, crs_wkt=wkt)
+    write_array(str(tmp_path / "s.tif"), np.clip(sen, 1, None).astype(np.uint16)[None], geotransform=g, crs_wkt=wkt)
+    r = reg.register(raster_info(str(tmp_path / "r.tif")), raster_info(str(tmp_path / "s.tif")), None,
+                     method="sift_cnn", transform="similarity",
+                     match=reg.MatchOptions(descriptor_model_path=str(path), max_keypoints=1000))
+    assert r.method == "sift_cnn"
+    assert abs(r.shift_x - 2.3) < 0.1 and abs(r.shift_y + 1.7) < 0.1
+    assert abs(r.rotation) < 0.1 and not math.isnan(r.rms_loo)
+
+
+def test_bad_options_are_input_errors():
+    with pytest.raises(InputError, match="resampling"):
+        reg.RegistrationOutputs("out.tif", resampling="lanczos")
+    with pytest.raises(InputError, match="ratio"):
+        reg.MatchOptions(ratio=1.5)
+    with pytest.raises(InputError, match="CNN weight"):
+        reg.MatchOptions(cnn_weight=-0.1)
