@@ -99,7 +99,7 @@ def stretch_limits(values: np.ndarray, percentiles: Sequence[float] = DISPLAY_PE
 
 def stretch(values: np.ndarray, lo: float, hi: float, top: float = 1.0) -> np.ndarray:
     """Linear map of ``[lo, hi]`` onto ``[0, top]``, clipped; NaN -> 0."""
-    scaled = (values - lo) * (top / max(hi - lo, 1e-6))
+    scaled = (values - lo) / max(hi - lo, 1e-6) * top
     return np.clip(np.nan_to_num(scaled, nan=0.0, posinf=top, neginf=0.0), 0, top)
 
 

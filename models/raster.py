@@ -230,20 +230,25 @@ _RESAMPLING = {"nearest": gdal.GRIORA_NearestNeighbour, "average": gdal.GRIORA_A
                "bilinear": gdal.GRIORA_Bilinear, "cubic": gdal.GRIORA_Cubic, "mode": gdal.GRIORA_Mode}
 
 
-def read_decimated(info: RasterInfo, bands: Sequence[int], max_size: int, *, rows: tuple | None = None,
-                   resample: str | None = None, dtype=np.float64, size: tuple | None = None) -> np.ndarray:
-    """A whole raster (or the rows ``rows = (r0, r1)``) read at reduced size, as ``(bands, h, w)``.
+def read_decimated(info: RasterInfo, bands: Sequence[int], max_size: int | None = None, *,
+                   window: Window | None = None, rows: tuple | None = None, size: tuple | None = None,
+                   resample: str | None = None, dtype=np.float64) -> np.ndarray:
+    """A raster, or part of it, read at reduced size as ``(bands, h, w)``: the one decimated read.
 
-    The size is at most ``max_size`` pixels along each axis, each axis reduced on its own
-    (GDAL's decimation without overviews: nearest pixels unless ``resample`` is one of
-    ``"nearest"``, ``"average"``, ``"bilinear"``, ``"cubic"``, ``"mode"``), or exactly ``size = (w, h)`` when given.
+    The part: the whole raster, a ``window``, or the full-width rows ``rows = (r0, r1)``. The
+    size: exactly ``size = (w, h)`` when given, else at most ``max_size`` pixels along each
+    axis, each axis reduced on its own. GDAL's decimation (without overviews) takes the nearest
+    pixels unless ``resample`` is one of ``"nearest"``, ``"average"``, ``"bilinear"``,
+    ``"cubic"``, ``"mode"``. ``dtype=None`` keeps the stored data type.
     """
-    r0, r1 = rows if rows is not None else (0, info.height)
-    h = r1 - r0
-    bw, bh = size if size is not None else (min(max_size, info.width), min(max_size, h))
+    if window is None:
+        r0, r1 = rows if rows is not None else (0, info.height)
+        window = Window(0, r0, info.width, r1 - r0)
+    x0, y0, w, h = (int(v) for v in window)
+    bw, bh = size if size is not None else (min(max_size, w), min(max_size, h))
     kw = {} if resample is None else {"resample_alg": _RESAMPLING[resample]}
     ds = info.dataset()
-    arrays = [ds.GetRasterBand(int(b)).ReadAsArray(0, r0, info.width, h, buf_xsize=bw, buf_ysize=bh, **kw)
+    arrays = [ds.GetRasterBand(int(b)).ReadAsArray(x0, y0, w, h, buf_xsize=int(bw), buf_ysize=int(bh), **kw)
               for b in bands]
     return np.stack(arrays if dtype is None else [a.astype(dtype) for a in arrays])
 

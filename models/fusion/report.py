@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..normalization import stretch_limits
 from ..reports import Section, metrics_block, new_figure, write_report
 from .train import FusionTrainResult
 
@@ -52,7 +53,7 @@ def _sample_figure(sample: dict):
     inputs, fused, clean, weight_maps = sample["inputs"], sample["fused"], sample["clean"], sample["weight_maps"]
     K = inputs.shape[0]
     fig = new_figure(2.0 * (K + 2), 4.2)
-    lo, hi = np.nanpercentile(clean[0], [2, 98])
+    lo, hi = stretch_limits(clean[0])
     for k in range(K):
         ax = fig.add_subplot(2, K + 2, k + 1)
         ax.imshow(inputs[k, 0], vmin=lo, vmax=hi, cmap="gray"), ax.set_title(f"date {k + 1}", fontsize=8)

@@ -19,7 +19,8 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..grids import same_crs
-from ..raster import RasterInfo, raster_info
+from ..raster import RasterInfo, raster_info, read_decimated
+from ..windows import Window
 from .transforms import apply_homography
 
 gdal.UseExceptions()
@@ -38,13 +39,12 @@ class BandSource:
             raise InputError(f"Layer '{info.name}' has {info.band_count} band(s); band {band} does not exist.")
         self.info = info
         self.band_no = band
-        self.band = info.dataset().GetRasterBand(band)
         nd = info.nodata[band - 1] if band - 1 < len(info.nodata) else None
         if nd is None and np.issubdtype(np.dtype(info.dtype), np.unsignedinteger):
             nd = 0  # Sentinel-2 / Landsat convention: 0 is "no data" in unsigned digital numbers
         self.nodata = nd
         self.mask_array = None
-        self.mask_band = None
+        self.mask_info = None
         if mask is not None:
             self._open_mask(mask, label)
 
@@ -60,17 +60,17 @@ class BandSource:
         if (minfo.width, minfo.height) != (info.width, info.height):
             raise InputError(f"The {label} mask '{minfo.name}' is {minfo.width}x{minfo.height}; "
                              f"layer '{info.name}' is {info.width}x{info.height}.")
-        self.mask_info = minfo  # holds the dataset the band belongs to: GDAL bands die with it
-        self.mask_band = minfo.dataset().GetRasterBand(1)
+        self.mask_info = minfo
 
     def read(self, x0, y0, w, h, bw=None, bh=None) -> tuple:
         """``(values float32, valid bool)`` of a window, optionally decimated to ``bw x bh`` (average)."""
         bw, bh = bw or w, bh or h
-        kw = {} if (bw, bh) == (w, h) else {"buf_xsize": bw, "buf_ysize": bh, "resample_alg": gdal.GRIORA_Average}
-        arr = self.band.ReadAsArray(int(x0), int(y0), int(w), int(h), **kw).astype(np.float32)
-        if (bw, bh) != (w, h) and self.nodata is not None:
+        window, decimated = Window(x0, y0, w, h), (bw, bh) != (w, h)
+        arr = read_decimated(self.info, [self.band_no], window=window, size=(bw, bh),
+                             resample="average" if decimated else None, dtype=np.float32)[0]
+        if decimated and self.nodata is not None:
             # averaging mixes nodata in: re-read validity with nearest neighbour
-            raw = self.band.ReadAsArray(int(x0), int(y0), int(w), int(h), buf_xsize=bw, buf_ysize=bh)
+            raw = read_decimated(self.info, [self.band_no], window=window, size=(bw, bh), dtype=None)[0]
             valid = raw != self.nodata
         else:
             valid = np.isfinite(arr)
@@ -82,8 +82,8 @@ class BandSource:
                 import cv2
                 m = cv2.resize(m.astype(np.uint8), (bw, bh), interpolation=cv2.INTER_AREA) > 0
             valid &= ~m
-        elif self.mask_band is not None:
-            m = self.mask_band.ReadAsArray(int(x0), int(y0), int(w), int(h), buf_xsize=bw, buf_ysize=bh)
+        elif self.mask_info is not None:
+            m = read_decimated(self.mask_info, [1], window=window, size=(bw, bh), dtype=None)[0]
             valid &= ~(m > 0)
         return arr, valid
 

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..normalization import stretch, stretch_limits
 from ..raster import RasterInfo, read_window, valid_mask
 from ..runtime import check_cancelled, report
 from ..windows import Window
@@ -38,9 +39,8 @@ def prepare_training_image(img: np.ndarray) -> np.ndarray:
     finite = np.isfinite(img)
     if not finite.any():
         raise InputError("A training image holds no finite values.")
-    lo, hi = np.percentile(img[finite], [2, 98])
-    out = np.clip((np.where(finite, img, lo) - lo) / max(hi - lo, 1e-6), 0, 1)
-    return out.astype(np.float32)
+    lo, hi = stretch_limits(img[finite])
+    return stretch(np.where(finite, img, lo), lo, hi).astype(np.float32)
 
 
 def augmented_views(rng: np.random.Generator, images: list, n: int, patch: int = PATCH_SIZE) -> tuple:
