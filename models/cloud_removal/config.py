@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from ..checks import at_least, one_of
 from ..errors import InputError
 
 TASK = "cloud_removal"
@@ -78,22 +79,17 @@ class TrainConfig:
 
     def resolved(self) -> dict:
         """The network size: the preset of ``size`` with this config's overrides, checked."""
-        if self.size not in MODEL_SIZES:
-            raise InputError(f"Unknown model size '{self.size}': use {', '.join(MODEL_SIZES)}.")
+        one_of("model size", self.size, MODEL_SIZES)
         p = dict(MODEL_SIZES[self.size])
         for k in ("depth", "base", "max_channels", "tile"):
             if getattr(self, k) is not None:
                 p[k] = int(getattr(self, k))
         if p["tile"] % (2 ** p["depth"]):
             raise InputError(f"Tile size {p['tile']} must be divisible by 2^depth = {2 ** p['depth']}.")
-        if self.gan_mode not in GAN_MODES:
-            raise InputError(f"Unknown gan_mode '{self.gan_mode}': vanilla or lsgan.")
-        if self.norm not in NORM_LAYERS:
-            raise InputError(f"Unknown norm '{self.norm}': use {', '.join(NORM_LAYERS)}.")
-        if int(self.seed) < 0:
-            raise InputError(f"The random seed must be 0 or more, not {self.seed}.")
-        if int(self.batch_size) < 1:
-            raise InputError(f"The batch size must be at least 1, not {self.batch_size}.")
+        one_of("gan_mode", self.gan_mode, GAN_MODES)
+        one_of("norm", self.norm, NORM_LAYERS)
+        at_least(self, ("seed",), 0)
+        at_least(self, ("batch_size",), 1)
         return p
 
     def to_json_dict(self) -> dict:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..checks import at_least, one_of
 from ..errors import InputError
 from .quality import QUALITY_NET
 from .segmentation import SEG_NET
@@ -58,8 +59,7 @@ class FusionTrainConfig:
 
     def check(self) -> None:
         """An :class:`InputError` naming the setting when the configuration cannot train."""
-        if self.mode not in MODES:
-            raise InputError(f"Unknown training mode '{self.mode}': use weak, self or both.")
+        one_of("training mode", self.mode, MODES)
         if len(self.dates) < 2:
             raise InputError(f"Training needs at least 2 dates; {len(self.dates)} given.")
         if self.masks and len(self.masks) != len(self.dates):
@@ -68,10 +68,8 @@ class FusionTrainConfig:
         if not 2 <= self.k_min <= self.k_max:
             raise InputError(f"Dates per fused sample: k_min ({self.k_min}) must be at least 2 and at most k_max "
                              f"({self.k_max}).")
-        for name in ("steps", "steps_per_epoch", "val_every", "batch_size", "tile", "lr_halve_every_epochs",
-                     "holdout_rows"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"The training setting {name} must be at least 1; it is {getattr(self, name)}.")
+        at_least(self, ("steps", "steps_per_epoch", "val_every", "batch_size", "tile", "lr_halve_every_epochs",
+                        "holdout_rows"), 1)
 
 
 def ndvi_series_config(data_dir: str, **overrides) -> FusionTrainConfig:

@@ -46,9 +46,9 @@ def test_unknown_generator_size_is_an_input_error():
 def test_invalid_training_settings_are_input_errors():
     """A negative seed, an empty batch or an unknown norm layer failed deep inside numpy/torch
     (ValueError) once the data and networks were set up; now the configuration says so."""
-    with pytest.raises(InputError, match="seed"):
+    with pytest.raises(InputError, match="seed must be at least 0"):
         cr.TrainConfig(sources=[], seed=-1).resolved()
-    with pytest.raises(InputError, match="batch size"):
+    with pytest.raises(InputError, match="batch_size must be at least 1"):
         cr.TrainConfig(sources=[], batch_size=0).resolved()
     with pytest.raises(InputError, match="norm"):
         cr.TrainConfig(sources=[], norm="group").resolved()
