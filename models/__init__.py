@@ -1,20 +1,34 @@
-"""CloudFree engine: everything that computes, with no qgis or PyQt imports.
+"""CloudFree engine: everything that computes, with no qgis or PyQt imports. Read this map first.
 
-Open this package first to find "where the maths is":
+Capabilities (each a package; its ``__init__`` lists its public API, its modules one job each):
 
-- ``errors``    the exception hierarchy that Processing algorithms map to QgsProcessingException
-- ``raster``    GDAL I/O: blocks, georeferencing, nodata, atomic outputs, grid checks, scaling
-- ``tiling``    overlapping tiles, blending weights, the executor that runs a function over a raster
-- ``runtime``   device selection and cancel/progress plumbing
-- ``weights``   the model file format (safetensors + JSON metadata) and its validation
-- ``networks``  torch building blocks shared by all models
-- ``clouds``    synthetic cloud, shadow and gap simulation
-- ``metrics``   PSNR, SSIM, MAE, RMSE, SAM between two rasters
-- ``cloud_removal``  pix2pix training and tiled inference
-- ``registration``   SIFT + CNN keypoint matching, robust fits, sub-pixel refinement, accuracy figures
-- ``descriptors``    the CNN patch descriptor used by registration, and its training
-- ``fusion``    multi-date fusion: quality network, baselines, training
-- ``quicklook`` PNG previews
+- ``cloud_removal``  pix2pix cloud removal: config, scaling, sources, synthetic, crops, generators,
+                     checkpoints, validation, train, prior, feathering, infer, report
+- ``fusion``         multi-date fusion (Rafique et al. 2019): scaling, quality, baselines, fuse,
+                     rasters, config, data, segmentation, validation, train, report
+- ``registration``   SIFT + CNN registration (Ye et al. 2018): sources, detect, describe, train,
+                     match, transforms, refine, result, outputs, pipeline
 
-Weights of the models that ship with the plugin live in ``models/pretrained/``.
+Shared modules underneath (they never import a capability):
+
+- ``errors``         the exception hierarchy; Processing maps it to QgsProcessingException
+- ``checks``         checks of chosen settings, with messages that name the setting
+- ``runtime``        devices, threads, progress and cancel callbacks, dependency hints
+- ``windows``        the one ``Window`` type and block iterator
+- ``atomic``         the one atomic writer (temporary file beside the output, renamed when whole)
+- ``raster``         GDAL I/O: ``RasterInfo`` (opened once), window, padded and decimated reads, writer
+- ``grids``          same-grid checks, overlap, warping onto a reference, rasterising labels
+- ``tiling``         the tiled executor: overlapping tiles, seamless blending, bounded memory
+- ``normalization``  percentile scaling to network space (numpy and torch) and display stretches
+- ``augment``        rotation/flip augmentation of training crops
+- ``networks``       every nn.Module: the U-Net family, pix2pix generators, PatchGAN, descriptor CNN
+- ``weights``        the model file (safetensors + JSON metadata) and the one strict loader
+- ``reports``        self-contained HTML training reports
+- ``metrics``        PSNR, SSIM, MAE, RMSE, SAM on arrays
+- ``comparison``     the same figures between two rasters, block by block, as a JSON report
+- ``noise``          hashed gradient noise any window computes on its own
+- ``clouds``         synthetic clouds, shadows and gaps over rasters or arrays
+- ``quicklook``      PNG previews
+
+Models that ship with the plugin live in ``models/pretrained/``.
 """

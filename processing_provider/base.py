@@ -81,10 +81,11 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
             infos.append(raster_info(layer.source().split("|")[0], layer.name()))
         return infos
 
-    def dates_and_masks(self, parameters, context, what: str) -> tuple:
-        """``(dates, masks or None)`` from the INPUTS and MASKS parameters: 2 dates or more, one mask per date."""
-        dates = self.raster_infos(parameters, "INPUTS", context)
-        masks = self.raster_infos(parameters, "MASKS", context) or None
+    def dates_and_masks(self, parameters, context, what: str, inputs: str, masks: str) -> tuple:
+        """``(dates, masks or None)`` from the multiple-raster parameters ``inputs`` and ``masks``: 2 dates or
+        more, one mask per date."""
+        dates = self.raster_infos(parameters, inputs, context)
+        masks = self.raster_infos(parameters, masks, context) or None
         if len(dates) < 2:
             raise QgsProcessingException(f"{what} needs at least 2 dates; {len(dates)} given.")
         if masks is not None and len(masks) != len(dates):

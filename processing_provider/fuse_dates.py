@@ -75,7 +75,7 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         from ..models.fusion import fuse_rasters
         from ..models.raster import parse_bands
 
-        inputs, masks = self.dates_and_masks(parameters, context, "Fusion")
+        inputs, masks = self.dates_and_masks(parameters, context, "Fusion", self.INPUTS, self.MASKS)
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
         model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL) if method == "quality" else None
         bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), inputs[0].band_count,

@@ -120,7 +120,7 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.fusion import FusionTrainConfig, train_fusion, write_training_report
 
-        dates, masks = self.dates_and_masks(parameters, context, "Training")
+        dates, masks = self.dates_and_masks(parameters, context, "Training", self.INPUTS, self.MASKS)
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context)
         per_epoch = self.parameterAsInt(parameters, self.STEPS_PER_EPOCH, context) or DEFAULT_STEPS_PER_EPOCH
         model_path = self.model_output(parameters, self.OUTPUT_MODEL, context)
