@@ -105,7 +105,8 @@ _AFTER = {_M_MMAP_MAX: 65536, _M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64
 _steady = {"depth": 0, "lock": threading.Lock(), "libc": None}
 
 
-def _glibc():
+def glibc():
+    """The C library as a ctypes handle when it is glibc (with mallopt), else None."""
     if _steady["libc"] is None:
         lib = False
         name = ctypes.util.find_library("c")
@@ -117,6 +118,11 @@ def _glibc():
             pass
         _steady["libc"] = lib
     return _steady["libc"] or None
+
+
+def steady_memory_depth() -> int:
+    """How many :func:`steady_memory` contexts are open now (0: glibc's own thresholds apply)."""
+    return _steady["depth"]
 
 
 @contextmanager
@@ -132,7 +138,7 @@ def steady_memory():
     the unused memory is returned to the system (``malloc_trim``). Nested uses are counted.
     Elsewhere (Windows, macOS, musl) this does nothing.
     """
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         yield
         return

@@ -52,7 +52,7 @@ class _MallInfo2(__import__("ctypes").Structure):
                  "keepcost")]
 
 
-@pytest.mark.skipif(runtime._glibc() is None or not hasattr(runtime._glibc(), "mallinfo2"),
+@pytest.mark.skipif(runtime.glibc() is None or not hasattr(runtime.glibc(), "mallinfo2"),
                     reason="allocator tuning is glibc-only (mallinfo2: glibc >= 2.33)")
 def test_steady_memory_serves_large_blocks_from_the_heap_and_keeps_them():
     """Outside the context a 64 MB block is a fresh mmap (unmapped again on free, so its pages
@@ -60,7 +60,7 @@ def test_steady_memory_serves_large_blocks_from_the_heap_and_keeps_them():
     Ground truth from glibc's own accounting (mallinfo2)."""
     import numpy as np
 
-    libc = runtime._glibc()
+    libc = runtime.glibc()
     libc.mallinfo2.restype = _MallInfo2
 
     def info():
@@ -86,8 +86,8 @@ def test_steady_memory_serves_large_blocks_from_the_heap_and_keeps_them():
         assert info().hblkhd - before < 2 ** 20  # from the heap
         del a
         assert info().fordblks >= 64 * 2 ** 20  # freed but kept for the next batch
-        assert runtime._steady["depth"] == 1
-    assert runtime._steady["depth"] == 0
+        assert runtime.steady_memory_depth() == 1
+    assert runtime.steady_memory_depth() == 0
     n = large()
     before = info().hblkhd  # after the context, large blocks are mmapped (and returned on free) again
     a = np.ones(n)
