@@ -1,6 +1,5 @@
 """cloudfree:fusedates and cloudfree:trainfusion on the real NDVI series (processing.run, qgis_process)."""
 
-import json
 import os
 import subprocess
 from pathlib import Path

@@ -5,7 +5,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException
