@@ -72,7 +72,7 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
                                                                   optional=True, createByDefault=False))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.fusion import fuse_rasters
+        from ..models.fusion import FuseRasterOptions, fuse_rasters
         from ..models.raster import parse_bands
 
         inputs, masks = self.dates_and_masks(parameters, context, "Fusion", self.INPUTS, self.MASKS)
@@ -86,11 +86,11 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         weight_maps = self.parameterAsOutputLayer(parameters, self.OUTPUT_WEIGHTS, context) or None
         feedback.pushInfo(f"Fusing {len(inputs)} dates ({', '.join(i.name for i in inputs)}) with {method}"
                           + (f", masks {', '.join(m.name for m in masks)}" if masks else ""))
-        summary = fuse_rasters(inputs, out, method=method, masks=masks, mask_values=mask_values, model_path=model,
-                               align=self.parameterAsEnum(parameters, self.ALIGN, context) == 1,
-                               weight_map_path=weight_maps, bands=bands,
-                               device=device_value(self, parameters, context, self.DEVICE),
-                               progress=progress, cancelled=cancelled)
+        options = FuseRasterOptions(method=method, model_path=model, bands=bands,
+                                    device=device_value(self, parameters, context, self.DEVICE),
+                                    align=self.parameterAsEnum(parameters, self.ALIGN, context) == 1)
+        summary = fuse_rasters(inputs, out, masks=masks, mask_values=mask_values, weight_map_path=weight_maps,
+                               options=options, progress=progress, cancelled=cancelled)
         feedback.pushInfo(f"Done in {summary.get('seconds', 0):.1f} s")
         outputs = {self.OUTPUT: out}
         if weight_maps:

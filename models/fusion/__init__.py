@@ -30,7 +30,7 @@ from .quality import (
     quality_logits,
     resolve_polarity,
 )
-from .rasters import fuse_rasters
+from .rasters import FuseRasterOptions, fuse_rasters
 from .report import write_training_report
 from .scaling import NORMALIZATION, band_statistics, raster_statistics, to_network_space
 from .segmentation import SEG_NET, SEG_TASK, segment, segmentation_scores
@@ -41,7 +41,7 @@ __all__ = [
     "DEFAULT_MODEL_FILE", "METHODS", "MODES", "NORMALIZATION", "POLARITIES", "QUALITY_NET", "SEG_NET", "SEG_TASK",
     "TASK", "FusionModel", "FusionSettings", "FusionTrainConfig", "FusionTrainResult", "SeriesData",
     "ValidationCase", "allowed_dates", "band_statistics", "best_weight_maps", "build_quality_net", "cloud_copies",
-    "fuse_arrays", "fuse_batch", "fuse_block", "fuse_rasters", "masked_softmax", "mean_weight_maps",
+    "fuse_arrays", "fuse_batch", "fuse_block", "fuse_rasters", "FuseRasterOptions", "masked_softmax", "mean_weight_maps",
     "median_fusion", "ndvi_series_config", "quality_features", "quality_hyperparameters", "quality_logits",
     "raster_statistics", "resolve_polarity", "segment", "segmentation_scores", "self_supervised_batch",
     "to_network_space", "train_fusion", "validate", "validation_cases", "validation_samples", "validation_targets",

@@ -56,30 +56,46 @@ class _Job:
     cancelled: CancelCheck = None
 
 
-def fuse_rasters(inputs: Sequence, out_path: str, *, method: str = "quality", masks: Optional[Sequence] = None,
-                 mask_values: Sequence = (1,), cloud_probability: Optional[Sequence] = None,
-                 model_path: str | None = None, align: bool = False, weight_map_path: str | None = None,
-                 bands=None, tile: int = 256, overlap: int = 32, device: str = "auto",
-                 use_mask_in_quality: bool = True, cloud_polarity: str = "auto", progress: Progress = None,
+@dataclass
+class FuseRasterOptions:
+    """How :func:`fuse_rasters` fuses: the method, its model, the bands, the blocks, the device.
+
+    ``align``: warp every raster onto the first date's grid (bilinear for images, nearest for
+    masks and probabilities) instead of refusing another grid. ``cloud_polarity``: ``low``
+    (NDVI-like), ``high`` (reflectance), ``auto`` (1 band: low, else high).
+    """
+
+    method: str = "quality"
+    model_path: str | None = None
+    bands: object = None
+    tile: int = 256
+    overlap: int = 32
+    device: str = "auto"
+    align: bool = False
+    use_mask_in_quality: bool = True
+    cloud_polarity: str = "auto"
+
+
+def fuse_rasters(inputs: Sequence, out_path: str, *, masks: Optional[Sequence] = None, mask_values: Sequence = (1,),
+                 cloud_probability: Optional[Sequence] = None, weight_map_path: str | None = None,
+                 options: FuseRasterOptions | None = None, progress: Progress = None,
                  cancelled: CancelCheck = None) -> dict:
     """Fuse K >= 2 co-registered dates into ``out_path`` (float32, NaN = no date had data).
 
     ``masks``: one cloud-mask raster per date (pixels whose value is in ``mask_values`` are
     cloudy); ``cloud_probability``: one raster per date (lower = clearer, used by ``best``).
-    Grids must match the first date (:class:`GridMismatchError`) unless ``align`` is True,
-    in which case every raster is warped onto the first date's grid (bilinear for images,
-    nearest for masks and probabilities) as temporary VRTs. ``weight_map_path``: optional
-    float32 raster of per-date weight maps (one band per date: the fusion weight of that date).
-    ``cloud_polarity``: ``low`` (NDVI-like), ``high`` (reflectance), ``auto`` (1 band: low, else high).
-    Returns a summary dict.
+    Grids must match the first date (:class:`GridMismatchError`) unless ``options.align``.
+    ``weight_map_path``: optional float32 raster of per-date weight maps (one band per date:
+    the fusion weight of that date). Returns a summary dict.
     """
+    o = options or FuseRasterOptions()
     t0 = time.perf_counter()
-    series = _series(inputs, masks, cloud_probability, method)
-    job = _Job(_band_list(series.dates, bands), np.asarray(list(mask_values)),
-               FusionSettings(method, use_mask_in_quality=use_mask_in_quality, cloud_polarity=cloud_polarity),
-               model_path, device, out_path, weight_map_path, tile, overlap, progress, cancelled)
-    resolve_polarity(cloud_polarity, len(job.bands))
-    if align:
+    series = _series(inputs, masks, cloud_probability, o.method)
+    job = _Job(_band_list(series.dates, o.bands), np.asarray(list(mask_values)),
+               FusionSettings(o.method, use_mask_in_quality=o.use_mask_in_quality, cloud_polarity=o.cloud_polarity),
+               o.model_path, o.device, out_path, weight_map_path, o.tile, o.overlap, progress, cancelled)
+    resolve_polarity(o.cloud_polarity, len(job.bands))
+    if o.align:
         with tempfile.TemporaryDirectory(prefix="cloudfree-fusion-") as folder:
             summary = _fuse_aligned(series, folder, job)
     else:

@@ -17,9 +17,10 @@ def test_fuse_rasters_real_ndvi_dates(trained, series, tmp_path):
     dates, masks = series
     pick = [20, 21, 22, 23, 24]
     out, wpath = str(tmp_path / "fused.tif"), str(tmp_path / "weight_maps.tif")
-    summary = fu.fuse_rasters([raster_info(dates[i]) for i in pick], out, method="quality",
-                              masks=[raster_info(masks[i]) for i in pick], model_path=model, weight_map_path=wpath,
-                              tile=48, overlap=16, device="cpu")
+    summary = fu.fuse_rasters([raster_info(dates[i]) for i in pick], out,
+                              masks=[raster_info(masks[i]) for i in pick], weight_map_path=wpath,
+                              options=fu.FuseRasterOptions("quality", model_path=model, tile=48, overlap=16,
+                                                           device="cpu"))
     assert summary["dates"] == 5 and summary["pixels_without_data"] == 0 and summary["weight_maps"] == wpath
     ref, fi, wi = raster_info(dates[pick[0]]), raster_info(out), raster_info(wpath)
     assert fi.geotransform == ref.geotransform and fi.crs_label() == ref.crs_label() == "EPSG:32633"
@@ -38,7 +39,8 @@ def test_fuse_rasters_real_ndvi_dates(trained, series, tmp_path):
     assert np.allclose(f, fa[0], atol=1e-5) and np.allclose(w, wa, atol=1e-5)
     # the mean baseline through rasters equals the array version
     fm_path = str(tmp_path / "mean.tif")
-    fu.fuse_rasters([dates[i] for i in pick], fm_path, method="mean", masks=[masks[i] for i in pick], tile=40)
+    fu.fuse_rasters([dates[i] for i in pick], fm_path, masks=[masks[i] for i in pick],
+                    options=fu.FuseRasterOptions("mean", tile=40))
     fm, _ = fu.fuse_arrays(d[:, None], None, "mean", cloud_mask=m)
     assert np.allclose(gdal.Open(fm_path).ReadAsArray(), fm[0], atol=1e-6)
 
@@ -61,9 +63,10 @@ def test_grid_mismatch_unless_align(series, tmp_path):
     gt[0] += 3 * gt[1]                        # shifted by 3 pixels
     shifted = write_array(str(tmp_path / "shifted.tif"), arr[None], geotransform=tuple(gt), crs_wkt=b.crs_wkt)
     with pytest.raises(GridMismatchError):
-        fu.fuse_rasters([a, raster_info(shifted)], str(tmp_path / "x.tif"), method="mean")
+        fu.fuse_rasters([a, raster_info(shifted)], str(tmp_path / "x.tif"), options=fu.FuseRasterOptions("mean"))
     assert not os.path.exists(tmp_path / "x.tif")
-    s = fu.fuse_rasters([a, raster_info(shifted)], str(tmp_path / "y.tif"), method="mean", align=True)
+    s = fu.fuse_rasters([a, raster_info(shifted)], str(tmp_path / "y.tif"),
+                        options=fu.FuseRasterOptions("mean", align=True))
     out = gdal.Open(s["output"]).ReadAsArray()
     assert out.shape == (101, 100) and np.isfinite(out).all()
     # the shifted date lands 3 pixels east; outside it only the first date counts
@@ -74,14 +77,14 @@ def test_grid_mismatch_unless_align(series, tmp_path):
 def test_one_mask_per_date(series, tmp_path):
     dates, masks = series
     with pytest.raises(InputError, match="one raster of cloud masks per date: 2 for 3 dates"):
-        fu.fuse_rasters(dates[:3], str(tmp_path / "m.tif"), method="mean", masks=masks[:2])
+        fu.fuse_rasters(dates[:3], str(tmp_path / "m.tif"), masks=masks[:2], options=fu.FuseRasterOptions("mean"))
 
 
 def test_cancel_leaves_nothing(series, tmp_path):
     dates, _ = series
     with pytest.raises(Cancelled):
-        fu.fuse_rasters(dates[:3], str(tmp_path / "c.tif"), method="median",
-                        weight_map_path=str(tmp_path / "w.tif"), cancelled=lambda: True)
+        fu.fuse_rasters(dates[:3], str(tmp_path / "c.tif"), weight_map_path=str(tmp_path / "w.tif"),
+                        options=fu.FuseRasterOptions("median"), cancelled=lambda: True)
     assert os.listdir(tmp_path) == []
 
 
@@ -96,5 +99,5 @@ def test_shipped_default_model_fuses_real_dates(series, tmp_path):
     assert meta.metrics["held_out"]["val_l1_quality"] < meta.metrics["held_out"]["val_l1_mean_with_masks"]
     dates, _ = series
     s = fu.fuse_rasters(dates[26:30], str(tmp_path / "f.tif"), weight_map_path=str(tmp_path / "w.tif"),
-                        device="cpu")
+                        options=fu.FuseRasterOptions(device="cpu"))
     assert s["model"] == fu.DEFAULT_MODEL_FILE and raster_info(s["weight_maps"]).band_count == 4
