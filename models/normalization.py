@@ -9,6 +9,8 @@
   linear units.
 - **Display stretch** (quick-looks, reports, feature detection): a linear stretch between two
   percentiles of the valid pixels.
+- **Fixed scaling** (:class:`FixedScaling`): one map per band, learned once from training data
+  or taken from a reflectance preset, stored in the model file and applied to every image alike.
 
 Arrays are ``(C, H, W)`` (one image) or ``(B, C, H, W)`` / ``(K, C, H, W)`` (a batch or a stack
 of dates): the channel axis is 0 for three dimensions and 1 otherwise.
@@ -16,9 +18,12 @@ of dates): the channel axis is 0 for three dimensions and 1 otherwise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from .errors import InputError
 
 DISPLAY_PERCENTILES = (2.0, 98.0)
 
@@ -115,3 +120,80 @@ def stretch_to_uint8(image: np.ndarray, valid: np.ndarray, min_valid: int = 16,
     out = np.clip((image - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255)
     out[~valid] = 0
     return out.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- fixed scaling
+
+
+FIXED_SCHEME = "fixed_per_band"
+#: reflectance = (DN - offset) * gain of common products (DN: the stored integers)
+REFLECTANCE_PRESETS = {
+    "reflectance": (0.0, 1.0),               # values already reflectance (0-1)
+    "sentinel2_l1c": (0.0, 1e-4),            # Sentinel-2 L1C/L2A before processing baseline 04.00
+    "sentinel2_pb04": (1000.0, 1e-4),        # Sentinel-2 L1C/L2A from baseline 04.00 (BOA/TOA offset -1000)
+    "landsat_c2_l2": (-0.2 / 2.75e-5, 2.75e-5),  # Landsat Collection 2 Level-2 surface reflectance
+}
+FIXED_TARGET = 0.9  # learned limits map to +-0.9: the tanh output keeps room beyond them
+
+
+@dataclass(frozen=True)
+class FixedScaling:
+    """One fixed map per band between stored values and network space: ``(x - offset) / scale``.
+
+    Unlike the per-image percentile scaling, it is the same for every image a model sees (it
+    is stored in the model file and applied identically at inference), so a model can learn a
+    change of brightness and colour, such as the lift of the whole histogram under haze.
+    Network inputs beyond ``+-clip`` are clipped; NaN becomes 0.
+    """
+
+    offset: tuple
+    scale: tuple
+    clip: float = 3.0
+    source: str = "learned"
+
+    @classmethod
+    def learn(cls, band_values: Sequence[np.ndarray], low: float = 0.5, high: float = 99.5) -> "FixedScaling":
+        """From the valid values of each band (training inputs and targets together): the
+        ``low``..``high`` percentiles map to ``-0.9``..``+0.9``."""
+        offsets, scales = [], []
+        for values in band_values:
+            lo, hi = percentile_limits(np.asarray(values)[np.isfinite(values)], low, high)
+            offsets.append(0.5 * (lo + hi))
+            scales.append(max(0.5 * (hi - lo) / FIXED_TARGET, max(abs(lo), abs(hi), 1.0) * 1e-6))
+        return cls(tuple(offsets), tuple(scales), source=f"learned: percentiles {low:g}-{high:g} -> +-{FIXED_TARGET}")
+
+    @classmethod
+    def preset(cls, name: str, band_count: int) -> "FixedScaling":
+        """Reflectance 0..1 of a known product mapped to -1..1 in every band."""
+        if name not in REFLECTANCE_PRESETS:
+            raise InputError(f"Unknown reflectance preset '{name}': use {', '.join(REFLECTANCE_PRESETS)}.")
+        dn_offset, gain = REFLECTANCE_PRESETS[name]
+        # reflectance 0.5 (the centre of 0..1) -> 0 and a reflectance of 0.5 -> one unit
+        return cls((dn_offset + 0.5 / gain,) * band_count, (0.5 / gain,) * band_count, source=f"preset: {name}")
+
+    @property
+    def band_count(self) -> int:
+        return len(self.offset)
+
+    def to_network(self, x: np.ndarray) -> np.ndarray:
+        shape = _channel_shape(x.ndim)
+        off = np.asarray(self.offset, dtype=np.float64).reshape(shape)
+        sc = np.asarray(self.scale, dtype=np.float64).reshape(shape)
+        y = np.clip((x - off) / sc, -self.clip, self.clip)
+        return np.nan_to_num(y, nan=0.0).astype(np.float32)
+
+    def from_network(self, y: np.ndarray) -> np.ndarray:
+        shape = _channel_shape(y.ndim)
+        off = np.asarray(self.offset, dtype=np.float64).reshape(shape)
+        sc = np.asarray(self.scale, dtype=np.float64).reshape(shape)
+        return y.astype(np.float64) * sc + off
+
+    def to_dict(self) -> dict:
+        """The ``normalization`` entry of a model file."""
+        return {"scheme": FIXED_SCHEME, "offset": [float(v) for v in self.offset],
+                "scale": [float(v) for v in self.scale], "clip": float(self.clip), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FixedScaling":
+        return cls(tuple(float(v) for v in d["offset"]), tuple(float(v) for v in d["scale"]),
+                   float(d.get("clip", 3.0)), str(d.get("source", "learned")))

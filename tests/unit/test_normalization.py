@@ -1,9 +1,11 @@
 """Percentile scaling (numpy and torch) and display stretches (engine only)."""
 
 import numpy as np
+import pytest
 import torch
 
 from cloudfree.models import normalization as nz
+from cloudfree.models.errors import InputError
 
 
 def test_percentile_scaling_maps_limits_to_target_and_inverts():
@@ -58,3 +60,26 @@ def test_display_stretches():
     lo, hi = nz.stretch_limits(np.array([np.nan, 0.0, 1.0, 2.0]), (0, 100))
     assert (lo, hi) == (0.0, 2.0)
     np.testing.assert_allclose(nz.stretch(np.array([-1.0, 1.0, 3.0, np.nan]), 0.0, 2.0), [0, 0.5, 1, 0])
+
+
+def test_fixed_scaling_learned_presets_and_round_trip():
+    rng = np.random.default_rng(2)
+    bands = [rng.uniform(500, 3000, 10000), rng.uniform(0.0, 0.4, 10000)]
+    fs = nz.FixedScaling.learn(bands)
+    x = np.stack([b.reshape(100, 100) for b in bands])
+    y = fs.to_network(x)
+    assert y.dtype == np.float32 and -0.95 < y.min() < -0.85 and 0.85 < y.max() < 0.95
+    np.testing.assert_allclose(fs.from_network(y), x, rtol=1e-5, atol=1e-4)  # float32 network space
+    assert nz.FixedScaling.from_dict(fs.to_dict()) == fs
+    assert fs.to_dict()["scheme"] == nz.FIXED_SCHEME
+    # the same map for every image: a darker image stays darker in network space
+    assert (fs.to_network(x * 0.8) < y).all()
+    # Sentinel-2 from baseline 04.00: DN 1000 is reflectance 0 -> -1, DN 11000 is reflectance 1 -> +1
+    s2 = nz.FixedScaling.preset("sentinel2_pb04", 4)
+    np.testing.assert_allclose(s2.to_network(np.array([[[1000.0]], [[11000.0]], [[6000.0]], [[np.nan]]])).ravel(),
+                               [-1.0, 1.0, 0.0, 0.0], atol=1e-6)
+    l8 = nz.FixedScaling.preset("landsat_c2_l2", 1)
+    dn = (0.25 + 0.2) / 2.75e-5  # reflectance 0.25
+    np.testing.assert_allclose(l8.to_network(np.array([[[dn]]])), [[[-0.5]]], atol=1e-5)
+    with pytest.raises(InputError, match="Unknown reflectance preset 'sentinel3'"):
+        nz.FixedScaling.preset("sentinel3", 4)
