@@ -131,7 +131,7 @@ REFLECTANCE_PRESETS = {
     "reflectance": (0.0, 1.0),               # values already reflectance (0-1)
     "sentinel2_l1c": (0.0, 1e-4),            # Sentinel-2 L1C/L2A before processing baseline 04.00
     "sentinel2_pb04": (1000.0, 1e-4),        # Sentinel-2 L1C/L2A from baseline 04.00 (BOA/TOA offset -1000)
-    "landsat_c2_l2": (-0.2 / 2.75e-5, 2.75e-5),  # Landsat Collection 2 Level-2 surface reflectance
+    "landsat_c2_l2": (0.2 / 2.75e-5, 2.75e-5),   # Landsat Collection 2 Level-2 surface reflectance
 }
 FIXED_TARGET = 0.9  # learned limits map to +-0.9: the tanh output keeps room beyond them
 
