@@ -15,13 +15,14 @@ from .feathering import feather_weights
 from .generators import GENERATORS, build_generator, generator_hyperparameters, generator_spec
 from .infer import RemovalOptions, remove_clouds
 from .report import report_html
-from .scaling import denormalize, image_statistics, normalize, to_display
+from .scaling import ModelScaling, PercentileMap, denormalize, image_statistics, model_scaling, normalize, to_display
 from .sources import ROLES, TrainingSource
 from .train import train_cloud_removal
 from .validation import validation_metrics, validation_score
 
 __all__ = [
     "CropSampler", "DEFAULT_NORMALIZATION", "GENERATORS", "MODEL_SIZES", "NORMALIZATION_SCHEME", "ROLES",
+    "ModelScaling", "PercentileMap", "model_scaling",
     "RemovalOptions", "TASK", "TrainConfig", "TrainResult", "TrainingSource", "build_generator", "denormalize",
     "feather_weights", "generator_hyperparameters", "generator_spec", "image_statistics", "normalize",
     "remove_clouds", "report_html", "resolve_checkpoint", "to_display", "train_cloud_removal",

@@ -1,7 +1,17 @@
 """Removing clouds from a raster with a trained generator: :func:`remove_clouds` opens its inputs and
-the model once, computes the image's scaling statistics, builds the coarse fill prior when the
-generator uses one, runs the generator tile by tile (:func:`..tiling.run_tiled`) and feathers the
-generated pixels into the input inside the mask.
+the model once, takes the map between the raster's values and network space the model records
+(:func:`.scaling.model_scaling`: the image's own statistics, or one fixed map for every image),
+builds the coarse fill prior when the generator uses one, runs the generator tile by tile
+(:func:`..tiling.run_tiled`) and, when a mask is given, feathers the generated pixels into the
+input inside the mask.
+
+The mask is optional. Without one every pixel is generated: the use of a pix2pix model trained on
+cloudy/clear pairs (thin clouds and haze over the whole image). With one, every clear pixel is
+written back bit for bit and the generated pixels are cross-faded into the mask edge over the
+feather width. Mask-guided models (a cloud-mask input channel, a fill generator) need the mask.
+
+A raster smaller than one tile is processed as one tile, mirror-padded beyond its edges by the
+tiler, as every raster's edge tiles are.
 
 Dropout is off at inference (``model.eval()``): analysts need the same output for the same input,
 and with overlapping tiles a stochastic generator would give two different predictions for the
@@ -21,20 +31,22 @@ from ..errors import InputError
 from ..grids import check_same_grid
 from ..raster import RasterInfo, parse_bands
 from ..runtime import CancelCheck, Progress, check_cancelled
-from .config import NORMALIZATION_SCHEME, TASK
+from .config import TASK
 from .feathering import MaskFeathering
 from .generators import FILL_ARCHITECTURE
 from .prior import coarse_fill_prior
-from .scaling import denormalize, image_statistics, model_settings, normalize
+from .scaling import ModelScaling, ValueMap, model_scaling
 
 DEFAULT_FEATHER = 8.0  # pixels; generators without a fill need a transition into the clear pixels
 
 
 @dataclass
 class RemovalOptions:
-    """How to run the generator: ``tile`` (None = the model's), ``overlap`` between tiles, tiles per
-    ``batch_size``, ``device``, and ``feather`` (None = none for fill-based generators, whose fill
-    already meets the clear pixels at the mask edge, else :data:`DEFAULT_FEATHER` pixels)."""
+    """How to run the generator: ``tile`` (None = the model's; a raster smaller than a tile is
+    mirror-padded), ``overlap`` between tiles, tiles per ``batch_size``, ``device``, and ``feather``:
+    the width in pixels over which generated pixels are cross-faded into the clear pixels at the
+    mask edge, inside the mask (None = none for fill-based generators, whose fill already meets
+    the clear pixels at the mask edge, else :data:`DEFAULT_FEATHER` pixels; used only with a mask)."""
 
     tile: int | None = None
     overlap: int = 32
@@ -60,11 +72,11 @@ class CloudyInput:
 
 @dataclass
 class RemovalModel:
-    """A loaded generator, its metadata and the normalisation settings it records."""
+    """A loaded generator, its metadata and the scaling it records."""
 
     network: object
     meta: object
-    normalization: dict
+    scaling: ModelScaling
     device: object
     path: str
 
@@ -81,8 +93,21 @@ class RemovalModel:
         return self.meta.architecture == FILL_ARCHITECTURE
 
     @property
+    def needs_mask(self) -> bool:
+        """Mask-guided: the mask is an input channel, or the generator fills the masked pixels."""
+        return self.uses_mask or self.uses_fill
+
+    @property
     def aux_channels(self) -> int:
         return sum(1 for c in self.meta.extra_channels if str(c).startswith("aux:"))
+
+
+@dataclass
+class ValueMaps:
+    """The maps between stored values and network space of one run: the image's and each auxiliary raster's."""
+
+    image: ValueMap
+    aux: list
 
 
 def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None, mask: RasterInfo | None = None,
@@ -90,10 +115,11 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
                   cancelled: CancelCheck = None) -> dict:
     """Replace clouds in ``src`` with generated pixels; write ``out_path`` on ``src``'s grid.
 
-    ``bands``: the bands of ``src`` the model expects (default: all). ``mask``: a raster on
-    ``src``'s grid whose ``mask_values`` mark clouds/shadows; only those pixels change, with a
-    feathered transition inside the mask, and all other pixels are copied bit-identically.
-    Without a mask every pixel is generated (a model with a mask channel then needs a mask).
+    ``bands``: the bands of ``src`` the model expects (default: all). ``mask`` (optional): a
+    raster on ``src``'s grid whose ``mask_values`` mark clouds/shadows (any layer: Fmask, SCL,
+    s2cloudless, a detection output); only those pixels change, cross-faded into the mask edge
+    over ``options.feather`` pixels, and all other pixels are copied bit-identically. Without a
+    mask every pixel is generated (a mask-guided model then raises :class:`InputError`).
     ``aux``: auxiliary rasters (RasterInfo or ``(RasterInfo, bands)``) on ``src``'s grid, as
     many channels as the model was trained with. ``options``: tile size, overlap, batch size,
     device and feathering (:class:`RemovalOptions`). Returns a summary dict.
@@ -103,19 +129,15 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     inputs = cloudy_input(src, bands, mask, mask_values, aux)
     model = load_removal_model(model_path, inputs, options.device)
     check_input_fits(model, inputs)
-    tile = tile_size(model, inputs, options)
-    stats = image_statistics(src, inputs.bands, mask=mask, mask_values=inputs.mask_values,
-                             normalization=model.normalization)
-    aux_stats = [image_statistics(a, b, normalization=model.normalization) for a, b in inputs.aux]
-    feather = options.feather if options.feather is not None else (0.0 if model.uses_fill else DEFAULT_FEATHER)
-    feathering = MaskFeathering(src, inputs.bands, mask, inputs.mask_values, feather) if mask is not None else None
+    tile = tile_size(model, options)
+    maps = value_maps(model, inputs)
+    feathering = mask_feathering(model, inputs, options)
     t0 = time.perf_counter()
     use_prior = model.uses_fill and mask is not None
-    with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, stats, model.normalization)
+    with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, maps.image)
           if use_prior else nullcontext()) as prior:
-        run_generator(model, inputs, stats, aux_stats, prior, feathering, out_path, tile, options, progress,
-                      cancelled)
-    return summary(out_path, model, inputs, tile, options, stats, feathering, time.perf_counter() - t0)
+        run_generator(model, inputs, maps, prior, feathering, out_path, tile, options, progress, cancelled)
+    return summary(out_path, model, inputs, tile, options, maps, feathering, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- stages
@@ -151,7 +173,8 @@ def load_removal_model(model_path: str, inputs: CloudyInput, device: str) -> Rem
     network, meta = load_model(model_path, task=TASK, band_count=len(inputs.bands), layer=inputs.src.name,
                                device=dev)
     network.eval()  # dropout off, deterministic (see the module docstring)
-    return RemovalModel(network, meta, model_settings(meta.normalization, model_path), dev, model_path)
+    return RemovalModel(network, meta, model_scaling(meta.normalization, model_path, meta.band_count), dev,
+                        model_path)
 
 
 def check_input_fits(model: RemovalModel, inputs: CloudyInput) -> None:
@@ -159,25 +182,44 @@ def check_input_fits(model: RemovalModel, inputs: CloudyInput) -> None:
     if inputs.aux_channels != model.aux_channels:
         raise InputError(f"Model '{model.label}' was trained with {model.aux_channels} auxiliary "
                          f"channel(s); {inputs.aux_channels} were given.")
-    if model.uses_mask and inputs.mask is None:
-        raise InputError(f"Model '{model.label}' takes the cloud mask as an input channel; "
-                         "give a cloud mask layer.")
+    if model.needs_mask and inputs.mask is None:
+        raise InputError(
+            f"Model '{model.label}' is mask-guided: it fills the pixels a cloud mask marks, so it needs a cloud mask "
+            f"to clear layer '{inputs.src.name}'. Give a cloud mask layer on the input's grid (any layer: Fmask, SCL, "
+            "s2cloudless or the cloud detection output, with the mask values that mean cloud or shadow), or use a "
+            "pix2pix model trained on cloudy/clear pairs without masks, which generates every pixel.")
     check_same_grid([inputs.src] + ([inputs.mask] if inputs.mask is not None else []) + [a for a, _ in inputs.aux])
 
 
-def tile_size(model: RemovalModel, inputs: CloudyInput, options: RemovalOptions) -> int:
-    """The tile size (the model's unless given), checked against the network's depth, the overlap and the raster."""
-    src = inputs.src
+def tile_size(model: RemovalModel, options: RemovalOptions) -> int:
+    """The tile size (the model's unless given), checked against the network's depth and the overlap.
+
+    A raster smaller than the tile is not refused: its one tile is mirror-padded beyond its edges.
+    """
     depth = int(model.meta.hyperparameters.get("depth", 8))
     tile = int(options.tile or model.meta.tile_size)
-    if tile % (2 ** depth):
-        raise InputError(f"Tile size {tile} must be a multiple of {2 ** depth} for this model.")
+    if tile < 1 or tile % (2 ** depth):
+        raise InputError(f"Tile size {tile} must be a multiple of {2 ** depth} for model '{model.label}'.")
     if not 0 <= options.overlap < tile:
         raise InputError(f"Overlap {options.overlap} must be between 0 and the tile size {tile}.")
-    if src.width < tile or src.height < tile:
-        raise InputError(f"Layer '{src.name}' ({src.width}x{src.height} px) is smaller than one {tile}-pixel tile; "
-                         f"choose a smaller tile size (a multiple of {2 ** depth}).")
     return tile
+
+
+def value_maps(model: RemovalModel, inputs: CloudyInput) -> ValueMaps:
+    """The image's map to network space (its clear-pixel statistics, or the model's fixed map) and the auxiliary
+    rasters' maps."""
+    image = model.scaling.image_map(inputs.src, inputs.bands, mask=inputs.mask, mask_values=inputs.mask_values)
+    return ValueMaps(image, [model.scaling.aux_map(a, b) for a, b in inputs.aux])
+
+
+def mask_feathering(model: RemovalModel, inputs: CloudyInput, options: RemovalOptions) -> MaskFeathering | None:
+    """The cross-fade into the mask edge (None without a mask: every pixel is generated)."""
+    feather = options.feather if options.feather is not None else (0.0 if model.uses_fill else DEFAULT_FEATHER)
+    if not feather >= 0:
+        raise InputError(f"Feather width {feather} must be 0 or more pixels.")
+    if inputs.mask is None:
+        return None
+    return MaskFeathering(inputs.src, inputs.bands, inputs.mask, inputs.mask_values, feather)
 
 
 class GeneratorTiles:
@@ -187,16 +229,17 @@ class GeneratorTiles:
     coarse fill prior (when used), as laid out by :func:`run_generator`.
     """
 
-    def __init__(self, model: RemovalModel, inputs: CloudyInput, stats: dict, aux_stats: list, with_prior: bool,
+    def __init__(self, model: RemovalModel, inputs: CloudyInput, maps: ValueMaps, with_prior: bool,
                  cancelled: CancelCheck):
-        self.model, self.inputs, self.stats, self.aux_stats = model, inputs, stats, aux_stats
+        self.model, self.inputs, self.maps = model, inputs, maps
         self.with_prior, self.cancelled = with_prior, cancelled
         self.nb = len(inputs.bands)
 
     def network_input(self, batch: np.ndarray, valid: np.ndarray) -> tuple:
-        """``(x, pos)``: normalised bands, the mask channel and auxiliary channels; ``pos`` = first unused band."""
-        norm, nb, inputs = self.model.normalization, self.nb, self.inputs
-        x_img = normalize(batch[:, :nb].astype(np.float64), self.stats, norm)
+        """``(x, pos)``: the bands in network space, the mask channel and auxiliary channels; ``pos`` = first
+        unused band."""
+        nb, inputs = self.nb, self.inputs
+        x_img = self.maps.image.to_network(batch[:, :nb].astype(np.float64))
         x_img[np.broadcast_to(~valid[:, None], x_img.shape)] = 0.0
         parts = [x_img]
         pos = nb
@@ -207,8 +250,8 @@ class GeneratorTiles:
             m = np.zeros(valid.shape, dtype=bool)
         if self.model.uses_mask:
             parts.append((m | ~valid)[:, None].astype(np.float32))
-        for (_, ab), st in zip(inputs.aux, self.aux_stats):
-            parts.append(normalize(batch[:, pos:pos + len(ab)].astype(np.float64), st, norm))
+        for (_, ab), aux_map in zip(inputs.aux, self.maps.aux):
+            parts.append(aux_map.to_network(batch[:, pos:pos + len(ab)].astype(np.float64)))
             pos += len(ab)
         return np.concatenate(parts, axis=1), pos
 
@@ -224,10 +267,10 @@ class GeneratorTiles:
             prior = torch.from_numpy(np.ascontiguousarray(batch[:, pos:pos + nb], dtype=np.float32)).to(dev)
         with torch.no_grad():
             y = (self.model.network(x, prior) if prior is not None else self.model.network(x)).float().cpu().numpy()
-        return denormalize(y, self.stats, self.model.normalization).astype(np.float32)
+        return self.maps.image.from_network(y).astype(np.float32)
 
 
-def run_generator(model: RemovalModel, inputs: CloudyInput, stats: dict, aux_stats: list,
+def run_generator(model: RemovalModel, inputs: CloudyInput, maps: ValueMaps,
                   prior: RasterInfo | None, feathering: MaskFeathering | None, out_path: str, tile: int,
                   options: RemovalOptions, progress: Progress, cancelled: CancelCheck) -> None:
     """Run the generator over the whole raster in overlapping tiles and write the output."""
@@ -239,14 +282,14 @@ def run_generator(model: RemovalModel, inputs: CloudyInput, stats: dict, aux_sta
     if prior is not None:
         extra.append((prior, list(range(1, nb + 1))))
     descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
-    run_tiled(GeneratorTiles(model, inputs, stats, aux_stats, prior is not None, cancelled), src, out_path,
+    run_tiled(GeneratorTiles(model, inputs, maps, prior is not None, cancelled), src, out_path,
               bands=bands, extra=extra, out_bands=nb, out_dtype=src.dtype, tile=tile, overlap=options.overlap,
               batch_size=options.batch_size, descriptions=descriptions, postprocess=feathering,
               progress=progress, cancelled=cancelled)
 
 
 def summary(out_path: str, model: RemovalModel, inputs: CloudyInput, tile: int, options: RemovalOptions,
-            stats: dict, feathering: MaskFeathering | None, seconds: float) -> dict:
+            maps: ValueMaps, feathering: MaskFeathering | None, seconds: float) -> dict:
     from ..runtime import describe_device
 
     return {
@@ -258,6 +301,8 @@ def summary(out_path: str, model: RemovalModel, inputs: CloudyInput, tile: int, 
         "device": describe_device(model.device),
         "masked_pixels": feathering.masked_pixels if feathering is not None else None,
         "valid_pixels": feathering.valid_pixels if feathering is not None else None,
-        "normalization": {"scheme": NORMALIZATION_SCHEME, **stats},
+        "normalization": maps.image.to_dict(),
+        "padded": inputs.src.width < tile or inputs.src.height < tile,
+        "feather": feathering.feather if feathering is not None else None,
         "seconds": seconds,
     }

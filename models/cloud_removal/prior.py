@@ -2,7 +2,7 @@
 coarse resolution, served to the tiler as a lazily upsampled raster in GDAL's memory file system.
 
 A fill-based generator fills masked pixels from the known pixels of its tile; a tile inside a
-large cloud has none. This prior (normalised values, read decimated to at most ``size`` pixels a
+large cloud has none. This prior (values in network space, read decimated to at most ``size`` pixels a
 side, filled by :func:`networks.smooth_fill`) gives such tiles the fill of their wider
 surroundings. It is upsampled bilinearly block by block when the tiler reads it, so memory stays
 bounded.
@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ..raster import RasterInfo, raster_info, read_decimated, valid_mask
-from .scaling import normalize
+from .scaling import ValueMap
 
 PRIOR_SIZE = 512        # pixels along the longer side of the coarse fill
 PRIOR_ITERATIONS = 64   # smoothing iterations of the fill
@@ -29,9 +29,10 @@ def coarse_size(src: RasterInfo, size: int = PRIOR_SIZE) -> tuple:
     return max(1, round(src.width * scale)), max(1, round(src.height * scale))
 
 
-def coarse_fill(src: RasterInfo, bands, mask: RasterInfo, mask_values, stats: dict, norm: dict,
+def coarse_fill(src: RasterInfo, bands, mask: RasterInfo, mask_values, image_map: ValueMap,
                 size: tuple) -> np.ndarray:
-    """Normalised ``(bands, h, w)`` fill of the masked and nodata pixels on the coarse grid ``size = (w, h)``."""
+    """``(bands, h, w)`` fill (in network space, through ``image_map``) of the masked and nodata pixels on the
+    coarse grid ``size = (w, h)``."""
     import torch
 
     from ..networks import smooth_fill
@@ -39,7 +40,7 @@ def coarse_fill(src: RasterInfo, bands, mask: RasterInfo, mask_values, stats: di
     img = read_decimated(src, bands, 0, size=size)
     valid = valid_mask(img, [src.nodata[b - 1] for b in bands])
     known = valid & ~np.isin(read_decimated(mask, [1], 0, size=size, dtype=None)[0], mask_values)
-    xn = normalize(img, stats, norm)
+    xn = image_map.to_network(img)
     xn[:, ~known] = 0.0
     with torch.no_grad():
         return smooth_fill(torch.from_numpy(xn.astype(np.float32))[None],
@@ -62,12 +63,12 @@ def _write_upsampled(src: RasterInfo, filled: np.ndarray, tif: str, vrt: str) ->
 
 
 @contextmanager
-def coarse_fill_prior(src: RasterInfo, bands, mask: RasterInfo, mask_values, stats: dict,
-                      norm: dict) -> Iterator[RasterInfo]:
+def coarse_fill_prior(src: RasterInfo, bands, mask: RasterInfo, mask_values,
+                      image_map: ValueMap) -> Iterator[RasterInfo]:
     """The prior as a raster on ``src``'s grid (one band per selected band), deleted when the block ends."""
     from osgeo import gdal
 
-    filled = coarse_fill(src, bands, mask, mask_values, stats, norm, coarse_size(src))
+    filled = coarse_fill(src, bands, mask, mask_values, image_map, coarse_size(src))
     tag = uuid.uuid4().hex[:8]
     tif, vrt = f"/vsimem/cloudfree_prior_{tag}.tif", f"/vsimem/cloudfree_prior_{tag}.vrt"
     try:

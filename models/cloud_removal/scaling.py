@@ -17,17 +17,29 @@ known. The map is linear, so scale and offset of the stored values cancel: a mod
 reflectance works on DNs. Auxiliary rasters use the same scheme on all their valid pixels.
 Without a mask at inference the statistics include the clouds (p98 is then biased upward); give
 a mask when you have one.
+
+Scheme ``fixed_per_band`` (:class:`..normalization.FixedScaling`, stored as the model's
+``normalization``): one per-band map learned once from the training data or taken from a
+reflectance preset, the same for every image, with no per-image statistics. A model trained so
+can learn a change of brightness and colour (haze lifts the whole histogram; mapping back with the
+hazy image's own statistics would put the haze back). Its inputs must be in the units it was
+trained on (a model trained on Sentinel-2 DNs works on Sentinel-2 DNs).
+
+:func:`model_scaling` reads either scheme from a model's metadata (:class:`ModelScaling`) and
+gives, per raster, the map to network space and back (:class:`PercentileMap` or the
+:class:`~..normalization.FixedScaling` itself). Auxiliary rasters are always scaled per image.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from ..errors import ModelFileError
-from ..normalization import from_network, mid_half, percentile_limits, to_network
+from ..normalization import FIXED_SCHEME, FixedScaling, from_network, mid_half, percentile_limits, to_network
 from ..raster import RasterInfo, read_decimated, valid_mask
 from .config import DEFAULT_NORMALIZATION, NORMALIZATION_SCHEME
 
@@ -40,15 +52,109 @@ def settings(normalization: dict | None = None) -> dict:
 
 
 def model_settings(normalization: dict | None, model_path: str) -> dict:
-    """The settings a model file records; :class:`ModelFileError` for a scheme this version does not know.
+    """The per-image settings a model file records; :class:`ModelFileError` for another scheme.
 
     Files written before ``beyond_clip`` existed clipped their inputs, so that is their default.
     """
     norm = {**DEFAULT_NORMALIZATION, "beyond_clip": "clip", **(normalization or {})}
     if norm.get("scheme") != NORMALIZATION_SCHEME:
-        raise ModelFileError(f"Model '{os.path.basename(model_path)}' uses normalisation "
-                             f"'{norm.get('scheme')}', which this CloudFree does not know.")
+        raise unknown_scheme(model_path, norm.get("scheme"))
     return norm
+
+
+SCHEMES = (NORMALIZATION_SCHEME, FIXED_SCHEME)  # the schemes this version reads
+
+
+class ValueMap(Protocol):
+    """How one raster's values reach network space and come back."""
+
+    def to_network(self, x: np.ndarray) -> np.ndarray: ...
+
+    def from_network(self, y: np.ndarray) -> np.ndarray: ...
+
+    def to_dict(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class PercentileMap:
+    """Scheme ``per_band_clear_percentile``: one image's percentile statistics and the model's settings."""
+
+    stats: dict
+    normalization: dict
+
+    def to_network(self, x: np.ndarray) -> np.ndarray:
+        return normalize(x, self.stats, self.normalization)
+
+    def from_network(self, y: np.ndarray) -> np.ndarray:
+        return denormalize(y, self.stats, self.normalization)
+
+    def to_dict(self) -> dict:
+        return {"scheme": NORMALIZATION_SCHEME, **self.stats}
+
+
+@dataclass(frozen=True)
+class ModelScaling:
+    """A model's scaling as its file records it: per image (``fixed is None``; ``normalization`` holds
+    the percentile settings) or one :class:`FixedScaling` for every image. Auxiliary rasters are
+    scaled per image with ``normalization`` in both cases."""
+
+    normalization: dict
+    fixed: FixedScaling | None = None
+
+    @property
+    def scheme(self) -> str:
+        return NORMALIZATION_SCHEME if self.fixed is None else FIXED_SCHEME
+
+    def image_map(self, info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo | None = None,
+                  mask_values: Sequence[float] = (1, 2)) -> ValueMap:
+        """The map of the bands the model generates: the fixed one, or this image's clear-pixel statistics."""
+        if self.fixed is not None:
+            return self.fixed
+        return PercentileMap(image_statistics(info, bands, mask=mask, mask_values=mask_values,
+                                              normalization=self.normalization), self.normalization)
+
+    def aux_map(self, info: RasterInfo, bands: Sequence[int]) -> PercentileMap:
+        """The map of an auxiliary raster: statistics of all its valid pixels."""
+        return PercentileMap(image_statistics(info, bands, normalization=self.normalization), self.normalization)
+
+
+def model_scaling(normalization: dict | None, model_path: str, band_count: int | None = None) -> ModelScaling:
+    """How the model in ``model_path`` maps values to network space, from its metadata's ``normalization``.
+
+    No scheme (the oldest files) = per image. :class:`ModelFileError`, naming the file, for a
+    scheme this version does not read or a fixed scaling that is damaged or has another number
+    of bands than the model (``band_count``).
+    """
+    scheme = (normalization or {}).get("scheme", NORMALIZATION_SCHEME)
+    if scheme == NORMALIZATION_SCHEME:
+        return ModelScaling(model_settings(normalization, model_path))
+    if scheme == FIXED_SCHEME:
+        return ModelScaling(settings(), stored_fixed_scaling(normalization, model_path, band_count))
+    raise unknown_scheme(model_path, scheme)
+
+
+def stored_fixed_scaling(normalization: dict, model_path: str, band_count: int | None) -> FixedScaling:
+    """The :class:`FixedScaling` a model file stores, checked."""
+    name = os.path.basename(str(model_path))
+    try:
+        fixed = FixedScaling.from_dict(normalization)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"Model '{name}' has a damaged fixed scaling in its metadata ({exc!r}).") from exc
+    if band_count is not None and fixed.band_count != band_count:
+        raise ModelFileError(f"Model '{name}' has a fixed scaling of {fixed.band_count} band(s) for "
+                             f"{band_count} model band(s); the file is damaged.")
+    values = np.asarray(fixed.offset + fixed.scale + (fixed.clip,), dtype=np.float64)
+    if not np.isfinite(values).all() or min(fixed.scale) <= 0 or fixed.clip <= 0:
+        raise ModelFileError(f"Model '{name}' has a fixed scaling with a non-finite value or a scale "
+                             f"that is not positive; the file is damaged.")
+    return fixed
+
+
+def unknown_scheme(model_path: str, scheme) -> ModelFileError:
+    return ModelFileError(
+        f"Model '{os.path.basename(str(model_path))}' maps its values with the scheme '{scheme}', which this "
+        f"version of CloudFree does not read (it reads {', '.join(SCHEMES)}): the file was probably written by a "
+        "newer CloudFree. Update the plugin, or choose another model.")
 
 
 def image_statistics(info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo | None = None,

@@ -85,16 +85,19 @@ def test_corrupt_model_file_is_a_clear_error(run_alg, tmp_path, pair_bgrn):
     assert os.listdir(tmp_path) == ["bad.safetensors"]
 
 
-def test_raster_smaller_than_a_tile_is_a_clear_error(run_alg, tmp_path, tiny_model, pair_bgrn):
+def test_raster_smaller_than_a_tile_is_mirror_padded_and_processed(run_alg, tmp_path, tiny_model, pair_bgrn):
+    """Was refused ('40x40 px is smaller than one 64-pixel tile'); issue 12: reflect-padded and processed."""
     cloudy, cloud_mask = pair_bgrn
     small = tmp_path / "small.tif"
     small_mask = tmp_path / "small_mask.tif"
     gdal.Translate(str(small), str(cloudy), srcWin=[0, 0, 40, 40])
     gdal.Translate(str(small_mask), str(cloud_mask), srcWin=[0, 0, 40, 40])
-    with pytest.raises(QgsProcessingException, match=r"40x40 px\) is smaller than one 64-pixel tile"):
-        run_alg("cloudfree:removeclouds", {"INPUT": str(small), "MODEL": tiny_model, "TILE_SIZE": 64,
-                                           "MASK": str(small_mask), "OUTPUT": str(tmp_path / "o.tif")})
-    assert sorted(os.listdir(tmp_path)) == ["small.tif", "small_mask.tif"]
+    result = run_alg("cloudfree:removeclouds", {"INPUT": str(small), "MODEL": tiny_model, "TILE_SIZE": 64,
+                                                "MASK": str(small_mask), "OUTPUT": str(tmp_path / "o.tif")})
+    got, src, clear = read(result["OUTPUT"]), read(small), ~np.isin(read(small_mask), [1, 2])
+    assert got.shape == (4, 40, 40) and 0 < clear.sum() < clear.size
+    assert np.array_equal(got[:, clear], src[:, clear]) and (got[:, ~clear] != src[:, ~clear]).mean() > 0.99
+    assert sorted(os.listdir(tmp_path)) == ["o.tif", "small.tif", "small_mask.tif"]
 
 
 def test_traincloudremoval_synthetic_mode_writes_model_and_report(run_alg, tmp_path, shared_data):
