@@ -303,12 +303,15 @@ class UNet(nn.Module):
     """U-Net with 3x3 convolutions; ``encoder`` widths go down, ``decoder`` widths come back up.
 
     ``len(decoder) >= len(encoder) - 1``: the first ``len(encoder) - 1`` decoder stages upsample
-    and take a skip connection, any further ones refine at full resolution.
+    and take a skip connection, any further ones refine at full resolution. ``dropout`` > 0
+    drops features after the two deepest encoder blocks while training (as the classic
+    segmentation U-Net does); 0 adds nothing, so models saved without it load and run unchanged.
     """
 
     def __init__(self, in_channels: int, out_channels: int, encoder=(32, 64, 128, 128),
-                 decoder=(64, 32, 16, 16), norm: str = "batch"):
+                 decoder=(64, 32, 16, 16), norm: str = "batch", dropout: float = 0.0):
         super().__init__()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         encoder, decoder = list(encoder), list(decoder)
         if len(decoder) < len(encoder) - 1:
             raise ValueError("need at least len(encoder) - 1 decoder stages")
@@ -335,6 +338,8 @@ class UNet(nn.Module):
         skips = []
         for i, block in enumerate(self.enc):
             x = block(x)
+            if i >= self.levels - 1:
+                x = self.drop(x)
             if i < self.levels:
                 skips.append(x)
                 x = self.pool(x)
@@ -344,6 +349,20 @@ class UNet(nn.Module):
                 x = torch.cat([x, skips[-1 - k]], dim=1)
             x = block(x)
         return self.head(x)
+
+
+def init_pix2pix_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """The pix2pix initialisation (Isola et al. 2017, after DCGAN), in place: convolution weights
+    N(0, ``std``), normalisation-layer weights N(1, ``std``), biases 0. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 ARCHITECTURES = {

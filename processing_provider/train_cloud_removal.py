@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -15,6 +18,22 @@ from .base import CloudFreeAlgorithm
 from .common import device_parameter, device_value, parse_values, tile_parameter
 
 SIZES = ("small", "full")
+#: (engine value, label) of the GENERATOR choice
+GENERATOR_CHOICES = (
+    ("auto", "auto: pix2pix for cloudy/clear pairs, unmix_blend for synthetic clouds"),
+    ("pix2pix", "pix2pix (the paper's U-Net: learns any cloudy-to-clear mapping, needs no mask)"),
+    ("unmix_blend", "unmix_blend (mask-guided filling of thick clouds; needs masks)"),
+)
+#: (engine value, label) of the SCALING choice
+SCALING_CHOICES = (
+    ("auto", "learned from the training rasters (unmix_blend: per image)"),
+    ("reflectance", "preset: reflectance 0-1"),
+    ("sentinel2_l1c", "preset: Sentinel-2 L1C/L2A digital numbers, before baseline 04.00 (x 1e-4)"),
+    ("sentinel2_pb04", "preset: Sentinel-2 L1C/L2A digital numbers from baseline 04.00 ((DN - 1000) x 1e-4)"),
+    ("landsat_c2_l2", "preset: Landsat Collection 2 Level-2 digital numbers (DN x 2.75e-5 - 0.2)"),
+    ("per_image", "per image: each image's clear-pixel percentiles (for mask-guided filling)"),
+)
+GAN_MODES = ("vanilla", "lsgan")
 
 
 class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
@@ -22,13 +41,27 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
     CLEAR = "CLEAR"
     MASK = "MASK"
     MASK_VALUES = "MASK_VALUES"
+    CLOUDY_LAYERS = "CLOUDY_LAYERS"
+    CLEAR_LAYERS = "CLEAR_LAYERS"
+    MASK_LAYERS = "MASK_LAYERS"
+    PAIRS_FILE = "PAIRS_FILE"
+    PAIRS_FOLDER = "PAIRS_FOLDER"
     AUX = "AUX"
     BANDS = "BANDS"
     TILE_SIZE = "TILE_SIZE"
     STEPS = "STEPS"
+    EPOCHS = "EPOCHS"
     BATCH_SIZE = "BATCH_SIZE"
     LEARNING_RATE = "LEARNING_RATE"
+    LR_DECAY = "LR_DECAY"
     MODEL_SIZE = "MODEL_SIZE"
+    GENERATOR = "GENERATOR"
+    SCALING = "SCALING"
+    LAMBDA_L1 = "LAMBDA_L1"
+    GAN_MODE = "GAN_MODE"
+    DISC_LAYERS = "DISC_LAYERS"
+    VALIDATION_EVERY = "VALIDATION_EVERY"
+    EARLY_STOPPING = "EARLY_STOPPING"
     DEVICE = "DEVICE"
     SEED = "SEED"
     RESUME_FROM = "RESUME_FROM"
@@ -41,92 +74,198 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
     REQUIRES = ("numpy", "osgeo", "torch", "safetensors", "skimage", "matplotlib")
     HELP = (
         "<p>Trains a pix2pix conditional GAN (U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 loss, "
-        "Adam 2e-4, beta1 0.5) that turns cloudy tiles into cloud-free ones. The generator does not start "
-        "blind: under thin clouds and shadows the ground is recovered by linear unmixing, elsewhere the "
-        "masked pixels are filled from their surroundings, and the network learns, per pixel, how much to "
-        "trust the unmixed ground over the fill.</p>"
-        "<p><b>Two modes.</b> <i>Paired</i>: give a <b>cloudy</b> and a <b>clear</b> date of the same place on "
-        "one grid (and optionally the cloudy date's mask). <i>Synthetic</i>: give only a <b>clear</b> raster; "
-        "synthetic clouds, shadows and gaps are made on the fly. With a <b>mask</b>, pixels whose value is "
-        "in <b>mask values</b> are clouds (paired mode) or unusable pixels of the clear raster "
-        "(synthetic mode).</p>"
-        "<p>Random crops of <b>tile size</b> with rotations and flips train the model; the last 20% of the "
-        "rows are kept apart for validation (never trained on). Checkpoints are written every 200 steps "
-        "next to the model (<i>MODEL.checkpoints/</i>); a cancelled run keeps the last one and "
-        "<b>resume from</b> continues it. The generator is scored on the validation rows as it trains "
-        "(PSNR + 20 x SSIM inside the synthetic clouds) and the best one is saved, not merely the last.</p>"
-        "<p><b>Model size</b>: <i>small</i> (6 levels x 32 filters, trains on a CPU) or <i>full</i> (the "
-        "paper's 8 levels x 64 filters, needs a GPU). The report (HTML) shows loss curves, validation "
-        "PSNR/SSIM and cloudy / generated / clear samples.</p>"
+        "Adam 2e-4, beta1 0.5) that turns cloudy images into cloud-free ones.</p>"
+        "<p><b>Pairs</b> (the pix2pix use): a <b>cloudy</b> and a <b>clear</b> image of the same place on one grid. "
+        "Give one pair (cloudy + clear raster), several (<b>cloudy rasters</b> and <b>clear rasters</b>, matched "
+        "by order, optionally with <b>masks</b>), a <b>pairs file</b>: a CSV with one line "
+        "<i>cloudy,clear[,mask]</i> a pair (paths relative to the CSV), and/or a <b>pairs folder</b> with "
+        "<i>cloudy/</i> and <i>clear/</i> subfolders (and optionally <i>mask/</i>) whose rasters are matched by "
+        "file name. Each "
+        "pair has its own grid and size. Masks are optional: without them every pixel is learned and the "
+        "model needs no mask later (haze and thin clouds over the whole image); pixels whose mask value is "
+        "in <b>mask values</b> are clouds.</p>"
+        "<p><b>Synthetic clouds</b>: give only a <b>clear</b> raster; clouds, shadows and gaps are made on the "
+        "fly (a mask then marks the clear raster's unusable pixels).</p>"
+        "<p><b>Generator</b> (advanced): <i>pix2pix</i>, the paper's U-Net (default for pairs), generates every "
+        "pixel; <i>unmix_blend</i> (default for synthetic clouds, the shipped model) fills what a mask marks, "
+        "recovering the ground under thin clouds by linear unmixing, and needs masks. <b>Model size</b>: "
+        "<i>small</i> (6 levels x 32 filters, trains on a CPU) or <i>full</i> (the paper's 8 levels x 64 "
+        "filters, for a GPU).</p>"
+        "<p><b>Scaling</b> (advanced): pix2pix maps every image with one per-band scaling, learned from the "
+        "training rasters or a reflectance preset, stored in the model and applied identically when clouds "
+        "are removed, so the model can learn a change of brightness and colour; the model then expects "
+        "images in the units it was trained on. <i>Per image</i> scales each image by its own clear-pixel "
+        "percentiles (what mask-guided filling uses).</p>"
+        "<p><b>Validation</b> never sees training pixels: with 3 or more pairs, whole pairs (20%, at least "
+        "one) are held out; otherwise the last 20% of each raster's rows. The generator is scored as it "
+        "trains and the best one is saved; <b>early stopping</b> ends the run after that many validations "
+        "without a better score (0 = off). Advanced: <b>lambda L1</b>, <b>GAN mode</b> (vanilla or LSGAN), "
+        "<b>discriminator layers</b> (3 = 70x70 PatchGAN), learning rate and its <b>decay</b> (the last "
+        "fraction of the steps over which it falls linearly to 0), batch size, <b>epochs</b> (passes over the "
+        "training pixels; 0 = use steps).</p>"
+        "<p>Checkpoints are written every 200 steps next to the model (<i>MODEL.checkpoints/</i>); a cancelled "
+        "run keeps the last one and <b>resume from</b> continues it. The report (HTML) shows the losses (the "
+        "discriminator's real and fake halves apart), validation PSNR/SSIM, the held-out figures per pair "
+        "(cloudy input and output) and cloudy / generated / clear samples.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.CLOUDY, "Cloudy raster (paired mode)", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.CLEAR, "Clear raster"))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds "
-                                                       "(comma-separated)", "1,2", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
-                                                       optional=True))
+        self._input_parameters()
         self.addParameter(tile_parameter(self.TILE_SIZE))
         self.addParameter(QgsProcessingParameterNumber(self.STEPS, "Training steps",
                                                        QgsProcessingParameterNumber.Integer, 2000, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size",
-                                                       QgsProcessingParameterNumber.Integer, 4, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate",
-                                                       QgsProcessingParameterNumber.Double, 2e-4, minValue=1e-7))
         self.addParameter(QgsProcessingParameterEnum(self.MODEL_SIZE, "Model size", list(SIZES), defaultValue=0))
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
                                                        QgsProcessingParameterNumber.Integer, 0, minValue=0))
         self.addParameter(QgsProcessingParameterFile(self.RESUME_FROM, "Resume from checkpoint folder",
                                                      behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self._advanced_parameters()
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model file",
                                                                 "CloudFree model (*.safetensors)"))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report",
                                                                 "HTML files (*.html)", optional=True,
                                                                 createByDefault=True))
 
-    def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.cloud_removal import TrainConfig, TrainingSource, report_html, train_cloud_removal
-        from ..models.raster import parse_bands, unique_values
+    def _input_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.CLOUDY, "Cloudy raster (one pair)", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.CLEAR, "Clear raster (one pair, or synthetic "
+                                                            "clouds alone)", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask (of the cloudy raster)",
+                                                            optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.CLOUDY_LAYERS, "Cloudy rasters (several pairs)",
+                                                               QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.CLEAR_LAYERS, "Clear rasters (one per cloudy "
+                                                               "raster, same order)", QgsProcessing.TypeRaster,
+                                                               optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.MASK_LAYERS, "Cloud masks (one per cloudy "
+                                                               "raster, same order)", QgsProcessing.TypeRaster,
+                                                               optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.PAIRS_FILE, "Pairs file (CSV: cloudy,clear[,mask] a line)",
+                                                     extension="csv", optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.PAIRS_FOLDER, "Pairs folder (cloudy/ and clear/ subfolders, "
+                                                     "rasters matched by file name)",
+                                                     behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds "
+                                                       "(comma-separated)", "1,2", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
+                                                       optional=True))
 
-        clear = self.raster_info(parameters, self.CLEAR, context)
+    def _advanced_parameters(self) -> None:
+        number, integer, double = QgsProcessingParameterNumber, QgsProcessingParameterNumber.Integer, \
+            QgsProcessingParameterNumber.Double
+        advanced = [
+            QgsProcessingParameterEnum(self.GENERATOR, "Generator", [label for _, label in GENERATOR_CHOICES],
+                                       defaultValue=0),
+            QgsProcessingParameterEnum(self.SCALING, "Scaling", [label for _, label in SCALING_CHOICES],
+                                       defaultValue=0),
+            number(self.EPOCHS, "Epochs: passes over the training pixels (0 = use the training steps)", double, 0.0,
+                   minValue=0.0),
+            number(self.BATCH_SIZE, "Batch size", integer, 4, minValue=1),
+            number(self.LEARNING_RATE, "Learning rate", double, 2e-4, minValue=1e-7),
+            number(self.LR_DECAY, "Learning-rate decay: last fraction of the steps over which it falls linearly to 0",
+                   double, 0.5, minValue=0.0, maxValue=1.0),
+            number(self.LAMBDA_L1, "Lambda L1 (weight of the L1 term)", double, 100.0, minValue=0.0),
+            QgsProcessingParameterEnum(self.GAN_MODE, "GAN mode", list(GAN_MODES), defaultValue=0),
+            number(self.DISC_LAYERS, "Discriminator layers (3 = 70x70 PatchGAN)", integer, 3, minValue=1,
+                   maxValue=6),
+            number(self.VALIDATION_EVERY, "Validate every N steps", integer, 200, minValue=1),
+            number(self.EARLY_STOPPING, "Early stopping: validations without a better score (0 = off)", integer, 0,
+                   minValue=0),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+
+    # ------------------------------------------------------------------ reading the inputs
+
+    def training_sources(self, parameters, context) -> tuple:
+        """``(sources, band names, description)``: the single raster or pair, the matched layer lists and the
+        pairs file, as engine training sources."""
+        from ..models.cloud_removal import TrainingSource, match_layers, pair_sources, read_pairs
+        from ..models.errors import InputError
+        from ..models.raster import parse_bands, raster_info, unique_values
+
+        clear = self.raster_info(parameters, self.CLEAR, context, optional=True)
         cloudy = self.raster_info(parameters, self.CLOUDY, context, optional=True)
         mask = self.raster_info(parameters, self.MASK, context, optional=True)
         aux = self.raster_info(parameters, self.AUX, context, optional=True)
-        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), clear.band_count, clear.name)
+        if cloudy is not None and clear is None:
+            raise InputError(f"The cloudy raster '{cloudy.name}' has no clear raster: give CLEAR as well.")
+        cloudy_layers = self.raster_infos(parameters, self.CLOUDY_LAYERS, context)
+        pairs = match_layers([c.path for c in cloudy_layers],
+                             [c.path for c in self.raster_infos(parameters, self.CLEAR_LAYERS, context)],
+                             [m.path for m in self.raster_infos(parameters, self.MASK_LAYERS, context)],
+                             names=[c.name for c in cloudy_layers])
+        for name in (self.PAIRS_FILE, self.PAIRS_FOLDER):
+            listing = self.parameterAsFile(parameters, name, context)
+            if listing:
+                pairs += read_pairs(listing)
+        if clear is None and not pairs:
+            raise InputError("Nothing to train on: give a clear raster (synthetic clouds), a cloudy and a clear "
+                             "raster, cloudy and clear rasters (several pairs), a pairs file or a pairs folder.")
+        if aux is not None and (pairs or clear is None):
+            raise InputError(f"The auxiliary raster '{aux.name}' works with one pair or one clear raster only.")
+        reference = clear or raster_info(pairs[0].clear)
+        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), reference.band_count,
+                            reference.name)
         cloud_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2",
                                     self.MASK_VALUES)
-        clear_values = None
-        if mask is not None and cloudy is None:
-            clear_values = tuple(v for v in unique_values(mask) if int(v) not in cloud_values)
-        source = TrainingSource(clear=clear.path, bands=bands, cloudy=cloudy.path if cloudy else None,
-                                mask=mask.path if mask else None, clear_values=clear_values,
-                                cloud_values=cloud_values, aux=[(aux.path, None)] if aux else [],
-                                name=clear.name)
-        names = [clear.descriptions[b - 1] or f"band {b}" for b in bands]
-        steps = self.parameterAsInt(parameters, self.STEPS, context)
-        config = TrainConfig(sources=[source], band_names=names,
-                             size=SIZES[self.parameterAsEnum(parameters, self.MODEL_SIZE, context)],
-                             tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-                             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context), steps=steps,
-                             lr=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
-                             seed=self.parameterAsInt(parameters, self.SEED, context),
-                             device=device_value(self, parameters, context, self.DEVICE))
+        sources = []
+        if clear is not None:
+            clear_values = None
+            if mask is not None and cloudy is None:
+                clear_values = tuple(v for v in unique_values(mask) if int(v) not in cloud_values)
+            sources.append(TrainingSource(clear=clear.path, bands=bands, cloudy=cloudy.path if cloudy else None,
+                                          mask=mask.path if mask else None, clear_values=clear_values,
+                                          cloud_values=cloud_values, aux=[(aux.path, None)] if aux else [],
+                                          name=clear.name))
+        sources += pair_sources(pairs, bands=bands, cloud_values=cloud_values)
+        names = [reference.descriptions[b - 1] or f"band {b}" for b in bands]
+        what = (f"{len(sources)} source(s): {sum(s.paired for s in sources)} cloudy/clear pair(s), "
+                f"{sum(not s.paired for s in sources)} clear raster(s) for synthetic clouds")
+        return sources, names, what
+
+    def training_config(self, parameters, context, sources: list, names: list):
+        from ..models.cloud_removal import TrainConfig
+
+        def number(name):
+            return self.parameterAsDouble(parameters, name, context)
+
+        def integer(name):
+            return self.parameterAsInt(parameters, name, context)
+
+        epochs = number(self.EPOCHS)
+        return TrainConfig(
+            sources=sources, band_names=names, size=SIZES[self.parameterAsEnum(parameters, self.MODEL_SIZE, context)],
+            tile=integer(self.TILE_SIZE) or None, batch_size=integer(self.BATCH_SIZE), steps=integer(self.STEPS),
+            epochs=epochs if epochs > 0 else None, lr=number(self.LEARNING_RATE),
+            lr_decay_start=1.0 - number(self.LR_DECAY), lambda_l1=number(self.LAMBDA_L1),
+            gan_mode=GAN_MODES[self.parameterAsEnum(parameters, self.GAN_MODE, context)],
+            disc_layers=integer(self.DISC_LAYERS),
+            generator=GENERATOR_CHOICES[self.parameterAsEnum(parameters, self.GENERATOR, context)][0],
+            scaling=SCALING_CHOICES[self.parameterAsEnum(parameters, self.SCALING, context)][0],
+            val_every=integer(self.VALIDATION_EVERY), early_stopping=integer(self.EARLY_STOPPING),
+            seed=integer(self.SEED), device=device_value(self, parameters, context, self.DEVICE))
+
+    # ------------------------------------------------------------------ running
+
+    def compute(self, parameters, context, feedback, progress, cancelled):
+        from ..models.cloud_removal import report_html, train_cloud_removal
+
+        sources, names, what = self.training_sources(parameters, context)
+        config = self.training_config(parameters, context, sources, names)
         model_path = self.model_output(parameters, self.OUTPUT_MODEL, context)
         checkpoints = model_path + ".checkpoints"
         resume = self.parameterAsFile(parameters, self.RESUME_FROM, context) or None
-        feedback.pushInfo(f"{'Paired' if cloudy else 'Synthetic-cloud'} training on '{clear.name}' bands {bands}; "
-                          f"checkpoints in {checkpoints}")
-
-        every = max(1, steps // 100)
+        feedback.pushInfo(f"Training on {what}, bands {sources[0].bands}; checkpoints in {checkpoints}")
+        shown = {"percent": -1}
 
         def step_progress(fraction, message=None):
             feedback.setProgress(100.0 * fraction)
-            step = int(round(fraction * steps))
-            if message and (step % every == 0 or step == steps):
+            if message and int(100 * fraction) > shown["percent"]:  # about one line per percent
+                shown["percent"] = int(100 * fraction)
                 feedback.pushInfo(message)
 
         result = train_cloud_removal(config, model_path, checkpoint_dir=checkpoints, resume_from=resume,
@@ -134,7 +273,8 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
         outputs = {self.OUTPUT_MODEL: result.model_path}
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if report:
-            outputs[self.OUTPUT_REPORT] = report_html(result.history, result.samples, report)
+            outputs[self.OUTPUT_REPORT] = report_html(result.history, result.samples, report,
+                                                      held_out=result.held_out)
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float)))
         feedback.pushInfo(f"Trained {result.steps} steps in {result.seconds:.0f} s; validation: {metrics}")
         return outputs

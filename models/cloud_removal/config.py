@@ -1,5 +1,13 @@
 """What a cloud-removal model is made of and trained with: the model sizes, the normalisation a
-model file records, and :class:`TrainConfig` (every setting of a training run) with its result."""
+model file records, :class:`TrainConfig` (every setting of a training run) with its result, and
+:func:`resolve_choices`, which turns the config's ``auto`` settings into the generator, decoder,
+mask channel and scaling a run uses (:class:`TrainingChoices`).
+
+``auto`` choices: pairs (a real cloudy and clear raster) train the pix2pix generator with fixed
+scaling learned from the training data, and a mask channel only when every source has a mask;
+clear rasters alone (synthetic clouds) train the mask-guided ``unmix_blend`` generator with
+per-image scaling, as the shipped model was trained.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from typing import Optional
 
 from ..checks import at_least, one_of
 from ..errors import InputError
+from ..normalization import REFLECTANCE_PRESETS
 
 TASK = "cloud_removal"
 NORMALIZATION_SCHEME = "per_band_clear_percentile"
@@ -30,6 +39,13 @@ DEFAULT_NORMALIZATION = {
 
 GAN_MODES = ("vanilla", "lsgan")
 NORM_LAYERS = ("instance", "batch", "none")
+AUTO = "auto"
+PIX2PIX = "pix2pix"
+MASK_GUIDED = ("unmix_blend", "unmix_residual", "fill_residual")  # generators that fill what a mask marks
+GENERATOR_KINDS = (PIX2PIX, *MASK_GUIDED)
+GENERATOR_ALIASES = {"plain": PIX2PIX}  # the name of the pix2pix generator in files written before it was chosen
+LEARNED, PER_IMAGE = "learned", "per_image"
+SCALINGS = (LEARNED, *REFLECTANCE_PRESETS, PER_IMAGE)
 
 
 @dataclass
@@ -48,11 +64,13 @@ class TrainConfig:
     tile: Optional[int] = None
     norm: str = "instance"
     dropout: float = 0.5
-    upsample: str = "resize"              # decoder: resize (bilinear x2 + 3x3 conv) or transpose (pix2pix paper)
+    upsample: Optional[str] = None        # decoder: transpose (pix2pix paper) or resize (bilinear x2 + 3x3 conv);
+    #                                       None: transpose for pix2pix, resize for the mask-guided generators
     disc_base: Optional[int] = None
     disc_layers: int = 3
     batch_size: int = 4
     steps: int = 2000
+    epochs: Optional[float] = None        # instead of steps: passes over the training pixels (see train.total_steps)
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -61,8 +79,9 @@ class TrainConfig:
     lambda_gan: float = 1.0               # weight of the adversarial term (pix2pix: 1; 0 = L1 only, a diagnostic)
     mask_l1_weight: float = 4.0           # L1 weight of a masked pixel relative to a clear one
     gan_mode: str = "vanilla"             # vanilla (BCE) or lsgan
-    use_mask_channel: bool = True
-    generator: str = "unmix_blend"        # unmix_blend, unmix_residual, fill_residual, plain (see generator_spec)
+    use_mask_channel: Optional[bool] = None   # None: see resolve_choices
+    generator: str = AUTO                 # auto, pix2pix, unmix_blend, unmix_residual, fill_residual (plain = pix2pix)
+    scaling: str = AUTO                   # auto, learned, a reflectance preset, per_image (see resolve_choices)
     residual_scale: float = 0.0           # unmix_blend: bound of a free residual added to the blend (0 = none)
     synthetic: dict = field(default_factory=dict)
     max_unclear_fraction: float = 0.25
@@ -73,6 +92,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     num_samples: int = 3
     keep_best: bool = True                # save the generator of the best validation, not the last step
+    early_stopping: int = 0               # stop after this many validations without a better score (0 = off)
+    holdout_fraction: float = 0.2         # 3+ pairs: this fraction of whole pairs (at least one) only validates
     seed: int = 0
     device: str = "auto"
     num_threads: Optional[int] = None
@@ -88,13 +109,72 @@ class TrainConfig:
             raise InputError(f"Tile size {p['tile']} must be divisible by 2^depth = {2 ** p['depth']}.")
         one_of("gan_mode", self.gan_mode, GAN_MODES)
         one_of("norm", self.norm, NORM_LAYERS)
-        at_least(self, ("seed",), 0)
-        at_least(self, ("batch_size",), 1)
+        one_of("generator", self.generator, (AUTO, *GENERATOR_KINDS, *GENERATOR_ALIASES))
+        one_of("scaling", self.scaling, (AUTO, *SCALINGS))
+        at_least(self, ("seed", "early_stopping"), 0)
+        at_least(self, ("batch_size", "disc_layers"), 1)
+        if not 0.0 <= self.lr_decay_start <= 1.0:
+            raise InputError(f"The setting lr_decay_start must be between 0 and 1; it is {self.lr_decay_start}.")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise InputError(f"The setting holdout_fraction must be between 0 and 1; it is {self.holdout_fraction}.")
+        if self.epochs is not None and not self.epochs > 0:
+            raise InputError(f"The setting epochs must be more than 0; it is {self.epochs}.")
         return p
 
     def to_json_dict(self) -> dict:
         """Plain JSON values (training sources become dicts of their fields)."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingChoices:
+    """What a run trains, its ``auto`` settings resolved (:func:`resolve_choices`)."""
+
+    generator: str        # a key of GENERATOR_KINDS
+    upsample: str         # transpose or resize
+    mask_channel: bool    # the cloud mask is an input channel
+    scaling: str          # learned, a reflectance preset, or per_image
+
+    @property
+    def fixed_scaling(self) -> bool:
+        return self.scaling != PER_IMAGE
+
+    @property
+    def paper_init(self) -> bool:
+        """pix2pix starts from N(0, 0.02) weights; the mask-guided generators from the fill (torch's defaults)."""
+        return self.generator == PIX2PIX
+
+
+def resolve_choices(config: TrainConfig, sources: list) -> TrainingChoices:
+    """The generator, decoder, mask channel and scaling of a run on ``sources`` (:class:`~.sources.TrainingSource`).
+
+    ``generator="auto"``: ``unmix_blend`` when every source is a clear raster for synthetic
+    clouds, else ``pix2pix``. ``use_mask_channel=None``: always for the mask-guided generators;
+    for pix2pix when every source has a mask (synthetic clouds always do). ``scaling="auto"``:
+    learned for pix2pix, per image for the mask-guided generators, which work in the per-image
+    network space (their linear unmixing assumes it) and refuse a fixed scaling.
+    """
+    kind = GENERATOR_ALIASES.get(config.generator, config.generator)
+    if kind == AUTO:
+        kind = "unmix_blend" if sources and not any(s.paired for s in sources) else PIX2PIX
+    every_masked = all(s.mask is not None or not s.paired for s in sources)
+    mask_channel = config.use_mask_channel
+    if mask_channel is None:
+        mask_channel = kind in MASK_GUIDED or every_masked
+    if kind in MASK_GUIDED and not mask_channel:
+        raise InputError(f"The {kind} generator fills what the cloud mask marks: it needs the mask channel "
+                         "(use_mask_channel=True) and a mask for every pair; use the pix2pix generator for pairs "
+                         "without masks.")
+    if kind in MASK_GUIDED and any(s.paired and s.mask is None for s in sources):
+        raise InputError(f"The {kind} generator needs a cloud mask for every cloudy/clear pair; give masks or use "
+                         "the pix2pix generator.")
+    scaling = config.scaling if config.scaling != AUTO else (LEARNED if kind == PIX2PIX else PER_IMAGE)
+    if kind in MASK_GUIDED and scaling != PER_IMAGE:
+        raise InputError(f"The {kind} generator works in per-image scaling (scaling '{PER_IMAGE}'); the scaling "
+                         f"'{scaling}' needs the pix2pix generator.")
+    upsample = config.upsample or ("transpose" if kind == PIX2PIX else "resize")
+    one_of("upsample", upsample, ("transpose", "resize"))
+    return TrainingChoices(kind, upsample, bool(mask_channel), scaling)
 
 
 @dataclass
@@ -107,3 +187,4 @@ class TrainResult:
     seconds: float
     steps_per_second: float
     checkpoint: Optional[str] = None
+    held_out: list = field(default_factory=list)   # per-pair held-out figures (validation.pair_figures)

@@ -5,9 +5,16 @@ input and target; it also builds the fixed validation set from the validation bl
 Synthetic mode: random crops of a clear raster get synthetic clouds, shadows and gaps
 (:mod:`.synthetic`). Crops with more than ``max_unclear_fraction`` of not-clear pixels are
 rejected. Paired mode: crops of a cloudy raster and a clear raster on one grid, with an optional
-mask of the clouds in the cloudy one. Augmentation: random 90-degree rotations and flips
+mask of the clouds in the cloudy one. Sources are drawn in proportion to their training pixels; a
+raster (or block) smaller than the tile gives crops mirror-padded to the tile, as inference pads
+it, whose padding is never a target (:func:`pad_to_tile`). Augmentation: random 90-degree rotations and flips
 (:mod:`..augment`). Training crops never reach into a source's validation block
 (:meth:`~.sources.TrainingSource.split`); validation crops come only from it.
+
+Network space: per image (each source's own clear-pixel statistics, the target mapped with the
+input's, as at inference) or, after :meth:`CropSampler.use_fixed_scaling`, one fixed map applied
+to input and target alike, so the network can learn a change of brightness and colour.
+Auxiliary rasters are always scaled per image.
 """
 
 from __future__ import annotations
@@ -18,12 +25,32 @@ import numpy as np
 
 from ..augment import augment, random_transform
 from ..errors import InputError
+from ..normalization import FixedScaling
 from ..windows import Window, iter_windows
 from .scaling import band_centres, normalize, settings
 from .sources import OpenSource, TrainingSource
 from .synthetic import add_synthetic_clouds, vary_band_contrast
 
 CROP_TRIES = 50  # windows drawn per crop before the clearest one is taken
+
+
+def pad_to_tile(d: dict, tile: int) -> dict:
+    """A window's arrays (:meth:`~.sources.OpenSource.read`) mirror-padded to ``tile`` x ``tile`` when the
+    window is smaller (a raster or block under one tile); padded pixels are not ``known`` (no target)."""
+    h, w = d["valid"].shape
+    if h >= tile and w >= tile:
+        return d
+
+    def pad(a, fill=None):
+        widths = [(0, 0)] * (a.ndim - 2) + [(0, tile - h), (0, tile - w)]
+        if fill is not None:
+            return np.pad(a, widths, constant_values=fill)
+        return np.pad(a, widths, mode="reflect" if min(h, w) > 1 else "edge")
+
+    out = {k: pad(v) for k, v in d.items() if k not in ("known", "aux")}
+    out["known"] = pad(d["known"], False)
+    out["aux"] = [pad(a) for a in d["aux"]]
+    return out
 
 
 class CropSampler:
@@ -56,14 +83,26 @@ class CropSampler:
             raise InputError("All training sources must have the same number of auxiliary channels.")
         self.aux_count = aux_counts.pop()
         self.in_channels = nb + (1 if use_mask_channel else 0) + self.aux_count
-        areas = np.array([max(0, o.t1 - o.t0 - tile + 1) * (o.width - tile + 1) for o in self.sources],
-                         dtype=np.float64)
+        areas = np.array([max(0, o.t1 - o.t0) * o.width for o in self.sources], dtype=np.float64)
         if areas.sum() == 0:
             raise InputError("No training source has rows to train on (every source has role 'validation').")
-        if all(o.v1 - o.v0 < tile for o in self.sources):
+        if all(o.v1 <= o.v0 for o in self.sources):
             raise InputError("No training source has a validation block (every source has role 'train').")
         self.weights = areas / areas.sum()
         self.drawn_windows = []  # (source index, window) of the training crops, for tests/benchmarks
+        self.fixed = None        # FixedScaling of input and target; None = per image
+
+    def use_fixed_scaling(self, scaling: FixedScaling) -> None:
+        """Map inputs and targets with ``scaling`` from now on (instead of per-image statistics)."""
+        if scaling.band_count != self.band_count:
+            raise InputError(f"The scaling has {scaling.band_count} band(s); the training rasters have "
+                             f"{self.band_count}.")
+        self.fixed = scaling
+
+    @property
+    def training_pixels(self) -> int:
+        """Pixels of the training blocks of every source (an epoch passes over this many)."""
+        return int(sum(max(0, o.t1 - o.t0) * o.width for o in self.sources))
 
     # -- assembling one sample ----------------------------------------------------------------
     def _paired_crop(self, d: dict, rng: np.random.Generator, augmented: bool) -> tuple:
@@ -89,10 +128,15 @@ class CropSampler:
     def _to_network(self, o: OpenSource, clear, cloudy, valid, known, mask, aux) -> tuple:
         """Network input (bands, mask channel, auxiliary channels) and target of one crop."""
         mask = mask | ~valid
-        x_img = normalize(np.asarray(cloudy, dtype=np.float64), o.stats, self.normalization)
+        if self.fixed is not None:
+            x_img = self.fixed.to_network(np.asarray(cloudy, dtype=np.float64))
+            y = self.fixed.to_network(np.asarray(clear, dtype=np.float64))
+        else:
+            x_img = normalize(np.asarray(cloudy, dtype=np.float64), o.stats, self.normalization)
+            y = normalize(np.asarray(clear, dtype=np.float64), o.stats, self.normalization)
         x_img[:, ~valid] = 0.0
         # the tanh output cannot go beyond [-1, 1]; targets outside are clipped to it
-        y = np.clip(normalize(np.asarray(clear, dtype=np.float64), o.stats, self.normalization), -1.0, 1.0)
+        y = np.clip(y, -1.0, 1.0)
         parts = [x_img]
         if self.use_mask_channel:
             parts.append(mask[None].astype(np.float32))
@@ -110,14 +154,14 @@ class CropSampler:
 
     # -- training crops -----------------------------------------------------------------------
     def _draw_window(self, o: OpenSource, rng: np.random.Generator) -> Window:
-        """A random window of the training block, the first clear enough of up to :data:`CROP_TRIES`
-        (else the clearest)."""
-        T = self.tile
+        """A random window of the training block (the tile, or the whole block where it is smaller), the
+        first clear enough of up to :data:`CROP_TRIES` (else the clearest)."""
+        th, tw = min(self.tile, o.t1 - o.t0), min(self.tile, o.width)
         best = None
         for _ in range(CROP_TRIES):
-            y0 = int(rng.integers(o.t0, o.t1 - T + 1))
-            x0 = int(rng.integers(0, o.width - T + 1))
-            window = Window(x0, y0, T, T)
+            y0 = int(rng.integers(o.t0, o.t1 - th + 1))
+            x0 = int(rng.integers(0, o.width - tw + 1))
+            window = Window(x0, y0, tw, th)
             unclear = 1.0 - float(o.known(window).mean())
             if best is None or unclear < best[0]:
                 best = (unclear, window)
@@ -131,7 +175,7 @@ class CropSampler:
         o = self.sources[k]
         window = self._draw_window(o, rng)
         self.drawn_windows.append((k, window))
-        d = o.read(window)
+        d = pad_to_tile(o.read(window), self.tile)
         return self._make(o, d, rng, int(rng.integers(2 ** 31)), self.augment)
 
     def batch(self, batch_size: int, rng: np.random.Generator) -> tuple:
@@ -139,15 +183,19 @@ class CropSampler:
         return tuple(np.stack([it[i] for it in items]) for i in range(4))
 
     # -- validation crops ---------------------------------------------------------------------
+    def whole_tiles(self, o: OpenSource) -> list:
+        """Non-overlapping whole tiles of a source's validation block (the whole block where it is smaller)."""
+        T = self.tile
+        th, tw = min(T, o.v1 - o.v0), min(T, o.width)
+        return [Window(b.col_off, o.v0 + b.row_off, tw, th) for b in iter_windows(o.width, o.v1 - o.v0, T)
+                if b.width == tw and b.height == th]
+
     def validation_windows(self, max_tiles: int = 8) -> list:
         """``[(source index, window)]``: non-overlapping tiles of the validation blocks only."""
-        T = self.tile
         cands = []
         for k, o in enumerate(self.sources):
-            for block in iter_windows(o.width, o.v1 - o.v0, T):
-                if block.width == T and block.height == T:  # whole tiles only
-                    w = Window(block.col_off, o.v0 + block.row_off, T, T)
-                    cands.append((1.0 - float(o.known(w).mean()), k, w))
+            for w in self.whole_tiles(o):
+                cands.append((1.0 - float(o.known(w).mean()), k, w))
         ok = [c for c in cands if c[0] <= self.max_unclear] or sorted(cands)[:max(1, max_tiles)]
         if len(ok) > max_tiles:
             idx = np.linspace(0, len(ok) - 1, max_tiles).round().astype(int)
@@ -164,7 +212,24 @@ class CropSampler:
         items = []
         for k, w in self.validation_windows(max_tiles):
             o = self.sources[k]
-            d = o.read(w)
+            d = pad_to_tile(o.read(w), self.tile)
             for _ in range(1 if o.src.paired else max(1, int(repeats))):
                 items.append(self._make(o, d, rng, int(rng.integers(2 ** 31)), augmented=False))
         return tuple(np.stack([it[i] for it in items]) for i in range(4))
+
+    def held_out_sets(self, max_tiles: int = 8, seed: int = 4321) -> list:
+        """Per source with a validation block: ``(name, role, (x, y, known, mask))`` of up to ``max_tiles``
+        whole tiles of that block, spread over it (no augmentation, fixed synthetic clouds), for the
+        per-pair held-out figures."""
+        rng = np.random.default_rng(seed)
+        sets = []
+        for o in self.sources:
+            windows = self.whole_tiles(o)
+            if not windows:
+                continue
+            if len(windows) > max_tiles:
+                windows = [windows[i] for i in np.linspace(0, len(windows) - 1, max_tiles).round().astype(int)]
+            items = [self._make(o, pad_to_tile(o.read(w), self.tile), rng, int(rng.integers(2 ** 31)),
+                                augmented=False) for w in windows]
+            sets.append((o.name, o.src.role, tuple(np.stack([it[i] for it in items]) for i in range(4))))
+        return sets

@@ -1,5 +1,6 @@
-"""The training report: loss curves, validation curves and (cloudy, generated, clear, mask) samples,
-as one self-contained HTML page (:func:`..reports.write_report`)."""
+"""The training report: loss curves (the discriminator's real and fake halves apart), validation
+curves, the per-pair held-out figures and (cloudy, generated, clear, mask) samples, as one
+self-contained HTML page (:func:`..reports.write_report`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def _loss_figure(history: dict):
     ax[0].set_xlabel("step")
     ax[1].plot(s, history.get("loss_g_gan", []), lw=0.8, label="G GAN")
     ax[1].plot(s, history.get("loss_d", []), lw=0.8, label="D")
+    for key, label in (("loss_d_real", "D real"), ("loss_d_fake", "D fake")):
+        if len(history.get(key, [])) == len(s):
+            ax[1].plot(s, history[key], lw=0.6, label=label)
     ax[1].legend()
     ax[1].set_title("adversarial losses")
     ax[1].set_xlabel("step")
@@ -51,14 +55,28 @@ def _sample_figure(sample: dict, rgb):
     return fig
 
 
+def held_out_table(held_out: list) -> str:
+    """The per-pair held-out figures as a plain-text table."""
+    head = (f"{'pair':<32} {'held out':<11} {'tiles':>5}  {'cloudy PSNR':>11} {'SSIM':>6}  "
+            f"{'output PSNR':>11} {'SSIM':>6}")
+    lines = [head, "-" * len(head)]
+    for f in held_out:
+        lines.append(f"{str(f['pair'])[:32]:<32} {f['held_out']:<11} {f['tiles']:>5}  {f['input_psnr']:>8.2f} dB "
+                     f"{f['input_ssim']:>6.3f}  {f['psnr']:>8.2f} dB {f['ssim']:>6.3f}")
+    return "\n".join(lines)
+
+
 def report_html(history: dict, samples: list, path: str, *, rgb=(2, 1, 0),
-                title: str = "CloudFree cloud removal training") -> str:
-    """Self-contained HTML: loss curves, validation curves and (cloudy, generated, clear) triptychs.
+                title: str = "CloudFree cloud removal training", held_out: list | None = None) -> str:
+    """Self-contained HTML: loss curves, validation curves, per-pair held-out figures (``held_out``,
+    :attr:`~.config.TrainResult.held_out`) and (cloudy, generated, clear) triptychs.
 
     ``rgb``: indices (0-based, in the model's band order) shown as red, green, blue; with fewer
     bands the first band is shown in grey. Needs matplotlib.
     """
-    sections = [Section("Losses", figure=_loss_figure(history))]
+    sections = [Section("Losses", figure=_loss_figure(history),
+                        text="D real and D fake: the discriminator's loss on clear targets and on generated "
+                             "images; D is their mean.")]
     val = history.get("val", [])
     intro = ""
     if val:
@@ -66,6 +84,13 @@ def report_html(history: dict, samples: list, path: str, *, rgb=(2, 1, 0),
         last = val[-1]
         intro = (f"Last validation (step {last['step']}): L1 {last.get('l1', float('nan')):.4f}, "
                  f"PSNR {last.get('psnr', float('nan')):.2f} dB, SSIM {last.get('ssim', float('nan')):.3f}")
+    if held_out:
+        sections.append(Section("Held-out figures per pair", preformatted=held_out_table(held_out),
+                                text="PSNR and SSIM (display values, data range 1) of the cloudy input and of the "
+                                     "output against the clear target, on pairs (or blocks of rows) training "
+                                     "never saw."))
+    if history.get("stopped_early"):
+        intro += f" Stopped early at step {history['stopped_early']}."
     sections += [Section(f"Validation sample {i + 1}", figure=_sample_figure(smp, rgb))
                  for i, smp in enumerate(samples)]
     return write_report(path, title, sections, intro)

@@ -1,23 +1,28 @@
-"""Training sources: a raster (or a cloudy/clear pair) described by :class:`TrainingSource`, and
-:class:`OpenSource`, the same source with its rasters opened once, its rows split into a training
-and a validation block and its scaling statistics computed, which reads the windows crops need."""
+"""Training sources: a raster (or a cloudy/clear pair) described by :class:`TrainingSource`;
+:func:`hold_out_pairs`, which sets whole pairs aside for validation; :class:`OpenSource`, the same
+source with its rasters opened once, its rows split into a training and a validation block and its
+scaling statistics computed, which reads the windows crops need; and :func:`learn_fixed_scaling`,
+the one fixed scaling learned from the training pixels of every source."""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 
 from ..errors import InputError
 from ..grids import check_same_grid
-from ..raster import parse_bands, raster_info, read_window, valid_mask
+from ..normalization import FixedScaling
+from ..raster import parse_bands, raster_info, read_decimated, read_window, valid_mask
 from ..windows import Window
 from .scaling import image_statistics
 
 ROLES = ("train+validation", "train", "validation")
+MIN_PAIRS_TO_HOLD_OUT = 3   # places; with fewer, each pair keeps a validation block of rows instead
+SCALING_SAMPLE = 512        # a fixed scaling is learned from decimated reads of at most this many pixels a side
 
 
 @dataclass
@@ -54,8 +59,10 @@ class TrainingSource:
     def split(self, tile: int, height: int | None = None) -> tuple:
         """``((0, split), (split, height))``: training and validation row blocks.
 
-        The validation block is the last ``val_fraction`` of the rows, at least ``tile`` rows;
-        training crops lie entirely in the first block, validation crops in the second.
+        The validation block is the last ``val_fraction`` of the rows, at least ``tile`` rows (at
+        least half the rows of a raster under two tiles high); training crops lie entirely in the
+        first block, validation crops in the second. A block (or raster) smaller than the tile
+        gives crops mirror-padded to the tile (:func:`~.crops.pad_to_tile`).
         ``role="train"``: all rows train, none validate; ``role="validation"``: the whole raster
         is validation (a held-out scene, to judge how a model generalises to new places).
         ``height``: the clear raster's, when the caller has it (else it is read from the file).
@@ -63,19 +70,15 @@ class TrainingSource:
         height = raster_info(self.clear).height if height is None else height
         if self.role not in ROLES:
             raise InputError(f"Training source '{self.label}': unknown role '{self.role}' (use {', '.join(ROLES)}).")
-        if height < tile:
-            raise InputError(f"Training raster '{self.label}' has {height} rows, fewer than one {tile}-pixel tile; "
-                             "use a smaller tile.")
         if self.role == "train":
             return (0, height), (height, height)
         if self.role == "validation":
             return (0, 0), (0, height)
-        val_rows = max(int(math.ceil(height * self.val_fraction)), tile)
+        val_rows = max(int(math.ceil(height * self.val_fraction)), min(tile, height // 2))
         split = height - val_rows
-        if split < tile:
-            raise InputError(
-                f"Training raster '{self.label}' has {height} rows: too few for a training block and a validation "
-                f"block of at least one {tile}-pixel tile each; use a smaller tile.")
+        if split < 1:
+            raise InputError(f"Training raster '{self.label}' has {height} row(s): too few for a training block and "
+                             "a validation block.")
         return (0, split), (split, height)
 
 
@@ -91,6 +94,29 @@ def as_training_source(source) -> TrainingSource:
     return TrainingSource(**source)
 
 
+def hold_out_pairs(sources: list, fraction: float, seed: int) -> tuple:
+    """``(sources, held-out names)``: with :data:`MIN_PAIRS_TO_HOLD_OUT` or more places (cloudy/clear
+    pairs, those that share a clear raster counting as one place) whose roles are all the default,
+    ``fraction`` of the places (at least one, rounded, drawn with ``seed``) validate only and the
+    others train only, so validation is on places training never sees. Otherwise (fewer places,
+    synthetic clouds or roles set by the caller) the sources are returned as given: each keeps a
+    validation block of rows.
+    """
+    if not sources or not all(s.paired and s.role == ROLES[0] for s in sources):
+        return list(sources), []
+    places = {}
+    for i, s in enumerate(sources):
+        places.setdefault(os.path.realpath(s.clear), []).append(i)
+    n = len(places)
+    if n < MIN_PAIRS_TO_HOLD_OUT:
+        return list(sources), []
+    k = min(n - 1, max(1, int(round(fraction * n))))
+    chosen = np.random.default_rng(seed).choice(n, size=k, replace=False)
+    held = {i for p in chosen for i in list(places.values())[int(p)]}
+    out = [replace(s, role="validation" if i in held else "train") for i, s in enumerate(sources)]
+    return out, [out[i].name or os.path.splitext(os.path.basename(out[i].clear))[0] for i in sorted(held)]
+
+
 class OpenSource:
     """A :class:`TrainingSource` with its rasters open, its rows split and its statistics computed.
 
@@ -104,9 +130,6 @@ class OpenSource:
         self.normalization = normalization
         self.name = src.name or os.path.splitext(os.path.basename(src.clear))[0]
         self._describe_rasters(band_count)
-        if self.clear_info.width < tile:
-            raise InputError(f"Training raster '{self.name}' is {self.clear_info.width} px wide, less than the "
-                             f"{tile}-pixel tile.")
         (self.t0, self.t1), (self.v0, self.v1) = src.split(tile, self.clear_info.height)
         self.height, self.width = self.clear_info.height, self.clear_info.width
         self._compute_statistics()
@@ -152,6 +175,22 @@ class OpenSource:
                                           rows=rows, normalization=norm)
         self.aux_stats = [image_statistics(ai, ab, rows=rows, normalization=norm) for ai, ab in self.aux_infos]
 
+    def scaling_sample(self, max_size: int = SCALING_SAMPLE) -> list:
+        """Per band, the valid values of the input and the target over the training rows (decimated
+        reads, float32); empty for a validation-only source."""
+        per_band = [[] for _ in self.bands]
+        if self.t1 <= self.t0:
+            return [np.zeros(0, np.float32) for _ in self.bands]
+        rasters = [(self.clear_info, self.bands)]
+        if self.src.paired:
+            rasters.append((self.cloudy_info, self.cloudy_bands))
+        for info, bands in rasters:
+            data = read_decimated(info, bands, max_size, rows=(self.t0, self.t1), dtype=np.float32)
+            valid = valid_mask(data, [info.nodata[b - 1] for b in bands])
+            for i in range(len(bands)):
+                per_band[i].append(data[i][valid])
+        return [np.concatenate(v) for v in per_band]
+
     # -- reading one window -------------------------------------------------------------------
     def known(self, window: Window) -> np.ndarray:
         """Pixels whose clear target is known (synthetic mode: mask says clear; else all)."""
@@ -177,3 +216,14 @@ class OpenSource:
         out["known"] = self.known(window) & valid
         out["aux"] = [read_window(ai.dataset(), window, ab) for ai, ab in self.aux_infos]
         return out
+
+
+def learn_fixed_scaling(sources: list, max_size: int = SCALING_SAMPLE) -> FixedScaling:
+    """One :class:`FixedScaling` learned from the valid pixels of every training input and target
+    (:meth:`OpenSource.scaling_sample`); the same map then serves every image, in training and at
+    inference."""
+    samples = [o.scaling_sample(max_size) for o in sources]
+    per_band = [np.concatenate([s[i] for s in samples]) for i in range(len(samples[0]))]
+    if not all(v.size for v in per_band):
+        raise InputError("The training rasters hold no valid pixel to learn the scaling from.")
+    return FixedScaling.learn(per_band)

@@ -1,11 +1,14 @@
 """How a generator is judged during training: L1, PSNR and SSIM on the fixed validation crops
-(overall and inside the clouds), and the single score that selects the model to keep.
+(overall and inside the clouds), the single score that selects the model to keep and stops a run
+early, and the per-pair held-out figures of the report.
 
-Every ``val_every`` steps the generator is scored on the validation blocks (never on training
-pixels) by PSNR + 20 x SSIM inside the synthetic clouds (:func:`validation_score`); with
+Every ``val_every`` steps the generator is scored on the validation blocks or held-out pairs
+(never on training pixels) by PSNR + 20 x SSIM inside the clouds, or over every pixel when the
+validation crops have no mask (pairs without masks) (:func:`validation_score`); with
 ``keep_best`` (default) the saved model is the best-scoring one, and its step is
-``training.selected_step`` in the metadata. Dropout is off during validation, so the figures
-describe what users get.
+``training.selected_step`` in the metadata. With ``early_stopping`` = P, a run stops once P
+validations in a row have not beaten the best (:func:`validations_since_best`). Dropout is off
+during validation, so the figures describe what users get.
 """
 
 from __future__ import annotations
@@ -47,6 +50,44 @@ def validation_metrics(fake: np.ndarray, target: np.ndarray, known: np.ndarray, 
 
 
 def validation_score(m: dict) -> float:
-    """Model selection score: PSNR + 20 x SSIM inside the clouds (a 0.05 SSIM gain counts as 1 dB)."""
+    """Model selection score: PSNR + 20 x SSIM inside the clouds (a 0.05 SSIM gain counts as 1 dB);
+    over every known pixel when the validation crops mark no cloud (pairs without masks)."""
     p, s_ = m.get("psnr_masked", float("nan")), m.get("ssim_masked", float("nan"))
+    if not (math.isfinite(p) and math.isfinite(s_)):
+        p, s_ = m.get("psnr", float("nan")), m.get("ssim", float("nan"))
     return -math.inf if not (math.isfinite(p) and math.isfinite(s_)) else p + SSIM_WEIGHT * s_
+
+
+def validations_since_best(val: list) -> int:
+    """How many validations after step 0 came after the best-scoring one (the first of equal scores)."""
+    scored = [validation_score(v) for v in val if v["step"] > 0]
+    if not scored:
+        return 0
+    best = max(range(len(scored)), key=lambda i: (scored[i], -i))  # the first of equal scores
+    return len(scored) - 1 - best
+
+
+def pair_figures(fake: np.ndarray, x: np.ndarray, target: np.ndarray, known: np.ndarray,
+                 mask: np.ndarray | None = None) -> dict:
+    """PSNR and SSIM (display values, data range 1, known pixels) of the cloudy input (the first
+    ``target.shape[1]`` channels of ``x``) and of the output against the clear target, averaged
+    over the crops. ``mask`` (models that take one): the output is generated pixels inside it
+    and the input outside, as inference writes it."""
+    from ..metrics import psnr, ssim
+
+    nb = target.shape[1]
+    cloudy = x[:, :nb]
+    output = fake if mask is None else np.where(mask[:, None], fake, cloudy)
+    c, o, t = to_display(cloudy), to_display(output), to_display(target)
+    figures = {"input_psnr": [], "input_ssim": [], "psnr": [], "ssim": []}
+    for i in range(t.shape[0]):
+        k = known[i]
+        if not k.any():
+            continue
+        figures["input_psnr"].append(psnr(c[i], t[i], 1.0, mask=k))
+        figures["input_ssim"].append(ssim(c[i], t[i], 1.0, mask=k))
+        figures["psnr"].append(psnr(o[i], t[i], 1.0, mask=k))
+        figures["ssim"].append(ssim(o[i], t[i], 1.0, mask=k))
+    out = {key: _mean(v) for key, v in figures.items()}
+    out["tiles"] = len(figures["psnr"])
+    return out
