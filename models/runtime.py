@@ -31,6 +31,9 @@ REQUIREMENTS = {
     "skimage": "scikit-image",
     "cv2": "opencv-python-headless<4.11",
     "matplotlib": "matplotlib",
+    "onnxruntime": "onnxruntime",
+    "ukis_csmask": "ukis-csmask==1.0.0",
+    "scipy": "scipy",
 }
 
 
