@@ -1,4 +1,4 @@
-"""Compare a raster with a reference on the same grid, block by block: PSNR, SSIM, MAE, RMSE, SAM.
+"""Compare a raster with a reference on the same grid, block by block: PSNR, SSIM, MAE, RMSE, SAM; or classes.
 
 :func:`compare_rasters` returns a JSON-serialisable report (write it with
 :func:`report_to_json`, which makes infinite PSNR safe for strict JSON). The definitions are
@@ -6,6 +6,8 @@ those of :mod:`.metrics` (its module docstring), computed with bounded memory in
 over ``block`` x ``block`` windows: the first counts pixels and finds the reference's ranges
 and the fill values, the second accumulates the errors and the SSIM map, each block read with
 a halo of :data:`~.metrics.SSIM_RADIUS` pixels so block-wise SSIM equals whole-image SSIM.
+:func:`compare_class_rasters` compares two class rasters instead: confusion matrix and class
+metrics (:mod:`.class_metrics`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import metrics
+from . import class_metrics, metrics
 from .errors import InputError
 from .grids import check_same_grid
 from .raster import RasterInfo, parse_bands, read_window, valid_mask
@@ -104,6 +106,45 @@ def compare_rasters(image: RasterInfo, reference: RasterInfo, *, bands=None, ref
     sums = _second_pass(inputs, windows, first, ranges, progress, cancelled)
     report(progress, 1.0, "Comparing rasters: done")
     return _report(inputs, first, ranges, range_info, sums)
+
+
+def compare_class_rasters(image: RasterInfo, reference: RasterInfo, *, band: int = 1, reference_band: int | None = None,
+                          mask: RasterInfo | None = None, mask_values=(1,), block: int = 1024,
+                          progress: Progress = None, cancelled: CancelCheck = None) -> dict:
+    """Class agreement of a class raster with a reference class raster on the same grid: a JSON-serialisable report.
+
+    Pixels count where both hold data (and, with a mask, its value is in ``mask_values``). The
+    classes are every value seen in either raster; the confusion matrix (rows: reference,
+    columns: image) is summed block by block, and the per-class IoU, Dice (= F1), precision,
+    recall, the overall accuracy, mIoU and frequency-weighted IoU follow from it
+    (:mod:`.class_metrics`).
+    """
+    inputs = _check_inputs(image, reference, [band], [reference_band or band], mask, mask_values)
+    windows = list(iter_windows(image.width, image.height, int(block)))
+    counter = class_metrics.ConfusionCounter()
+    for done, window in enumerate(windows, 1):
+        check_cancelled(cancelled)
+        x = read_window(inputs.image.dataset(), window, inputs.img_bands, np.float64)
+        y = read_window(inputs.reference.dataset(), window, inputs.ref_bands, np.float64)
+        compared = inputs.compared(inputs.valid_both(x, y), window)
+        counter.add(x[0][compared], y[0][compared])
+        report(progress, done / len(windows), "Comparing classes")
+    values, cm = counter.matrix()
+    if not values:
+        raise InputError(f"Layers '{image.name}' and '{reference.name}' have no pixel with data in both"
+                         + (f" that mask '{mask.name}' selects" if mask is not None else "") + "; nothing to compare.")
+    scores = class_metrics.scores_from_confusion(cm)
+    per_class = [{"class": _num(v), "iou": scores["iou"][i], "dice": scores["dice"][i], "f1": scores["dice"][i],
+                  "precision": scores["precision"][i], "recall": scores["recall"][i],
+                  "reference_pixels": scores["support"][i], "image_pixels": int(cm[:, i].sum())}
+                 for i, v in enumerate(values)]
+    return {"image": image.name, "reference": reference.name, "band": inputs.img_bands[0],
+            "reference_band": inputs.ref_bands[0], "n_pixels": scores["n_pixels"], "classes": [_num(v) for v in values],
+            "per_class": per_class,
+            "overall": {"accuracy": scores["pixel_accuracy"], "miou": scores["miou"], "mean_dice": scores["mean_dice"],
+                        "fwiou": scores["fwiou"]},
+            "confusion_matrix": {"rows": "reference", "columns": "image", "counts": cm.tolist()},
+            "mask": None if mask is None else {"layer": mask.name, "values": [_num(v) for v in inputs.mask_values]}}
 
 
 def _check_inputs(image, reference, bands, reference_bands, mask, mask_values) -> _Inputs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -28,6 +29,10 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
     DATA_RANGE = "DATA_RANGE"
     OUTPUT_REPORT = "OUTPUT_REPORT"
     PER_BAND = "PER_BAND"
+    CLASSES = "CLASSES"
+    OVERALL_ACCURACY = "OVERALL_ACCURACY"
+    MIOU = "MIOU"
+    PER_CLASS = "PER_CLASS"
     NAME = "comparerasters"
     DISPLAY_NAME = "Compare rasters (PSNR, SSIM, MAE, RMSE, SAM)"
     GROUP = "Quality"
@@ -42,6 +47,11 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         "largest of those ranges with the MSE pooled over all bands. SSIM uses Wang et al.'s settings "
         "(Gaussian window, sigma 1.5); overall SSIM is the mean of the bands.</p>"
         "<p>The JSON report holds every figure, the bands, the data range and the number of pixels.</p>"
+        "<p><b>Classes</b>: compare two class rasters instead (a classification against a reference map, band 1 "
+        "or the first of the chosen bands): per class IoU, Dice (= F1), precision and recall, the overall "
+        "accuracy, mIoU (mean IoU over the reference's classes) and the confusion matrix (rows: reference, "
+        "columns: input) go to the report; the overall accuracy and mIoU are also outputs, and PSNR ... SAM are "
+        "not computed.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -58,12 +68,17 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.DATA_RANGE, "Data range for PSNR/SSIM (0 = per band from "
                                                        "the reference)", QgsProcessingParameterNumber.Double, 0.0,
                                                        minValue=0.0))
+        self.addParameter(QgsProcessingParameterBoolean(self.CLASSES, "Compare classes (class rasters)", False,
+                                                        optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Report (JSON)",
                                                                 "JSON files (*.json)", optional=True,
                                                                 createByDefault=True))
         for key in METRICS:
             self.addOutput(QgsProcessingOutputNumber(key, f"{key} (overall)"))
         self.addOutput(QgsProcessingOutputString(self.PER_BAND, "Per-band figures (JSON)"))
+        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, "Overall accuracy (classes)"))
+        self.addOutput(QgsProcessingOutputNumber(self.MIOU, "Mean IoU (classes)"))
+        self.addOutput(QgsProcessingOutputString(self.PER_CLASS, "Per-class figures (JSON)"))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.atomic import write_text
@@ -77,6 +92,9 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         ref_text = self.parameterAsString(parameters, self.REFERENCE_BANDS, context)
         ref_bands = parse_bands(ref_text, reference.band_count, reference.name, default=bands)
         mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1", self.MASK_VALUES)
+        if self.parameterAsBool(parameters, self.CLASSES, context):
+            return self.compare_classes(parameters, context, feedback, (image, reference, mask, bands, ref_bands,
+                                                                        mask_values), progress, cancelled)
         data_range = self.parameterAsDouble(parameters, self.DATA_RANGE, context) or None
         report = compare_rasters(image, reference, bands=bands, reference_bands=ref_bands, mask=mask,
                                  mask_values=mask_values, data_range=data_range, progress=progress,
@@ -98,6 +116,30 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         feedback.pushInfo(f"  overall: PSNR {overall['psnr']:.2f} dB, SSIM {overall['ssim']:.4f}, "
                           f"MAE {overall['mae']:.5g}, RMSE {overall['rmse']:.5g}, "
                           f"SAM {'n/a' if sam is None else f'{sam:.3f} deg'}")
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        if out:
+            results[self.OUTPUT_REPORT] = write_text(out, report_to_json(report))
+        return results
+
+    def compare_classes(self, parameters, context, feedback, inputs, progress, cancelled) -> dict:
+        """CLASSES=true: class agreement of the first chosen bands (confusion matrix and class metrics)."""
+        from ..models.atomic import write_text
+        from ..models.comparison import compare_class_rasters, report_to_json
+
+        image, reference, mask, bands, ref_bands, mask_values = inputs
+        report = compare_class_rasters(image, reference, band=bands[0], reference_band=ref_bands[0], mask=mask,
+                                       mask_values=mask_values, progress=progress, cancelled=cancelled)
+        overall = report["overall"]
+        feedback.pushInfo(f"Compared the classes of {report['n_pixels']} pixels of '{image.name}' (band {bands[0]}) "
+                          f"with '{reference.name}' (band {ref_bands[0]}): overall accuracy {overall['accuracy']:.4f}, "
+                          f"mIoU {overall['miou']:.4f}")
+        for entry in report["per_class"]:
+            feedback.pushInfo("  class {}: IoU {}, Dice {}, {} reference px".format(
+                entry["class"], *(("n/a" if entry[k] is None else f"{entry[k]:.4f}") for k in ("iou", "dice")),
+                entry["reference_pixels"]))
+        results = {self.OVERALL_ACCURACY: float(overall["accuracy"]),
+                   self.MIOU: None if overall["miou"] is None else float(overall["miou"]),
+                   self.PER_CLASS: report_to_json(report["per_class"], indent=None)}
         out = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if out:
             results[self.OUTPUT_REPORT] = write_text(out, report_to_json(report))

@@ -7,16 +7,22 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .autocluster import AutoclusterAlgorithm
 from .compare_rasters import CompareRastersAlgorithm
+from .detect_clouds import DetectCloudsAlgorithm
 from .fuse_dates import FuseDatesAlgorithm
+from .regions import RegionsAlgorithm
 from .register import RegisterAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
+from .segment import SegmentAlgorithm
 from .simulate_clouds import SimulateCloudsAlgorithm
 from .train_cloud_removal import TrainCloudRemovalAlgorithm
 from .train_fusion import TrainFusionAlgorithm
+from .train_segmentation import TrainSegmentationAlgorithm
 
 ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm, RemoveCloudsAlgorithm, TrainCloudRemovalAlgorithm,
-              RegisterAlgorithm, FuseDatesAlgorithm, TrainFusionAlgorithm)
+              RegisterAlgorithm, FuseDatesAlgorithm, TrainFusionAlgorithm, DetectCloudsAlgorithm,
+              TrainSegmentationAlgorithm, SegmentAlgorithm, RegionsAlgorithm, AutoclusterAlgorithm)
 
 
 class CloudFreeProvider(QgsProcessingProvider):
