@@ -12,6 +12,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 ENTRIES = (
+    ("cloudfree:detectclouds", "Detect clouds and shadows…"),
     ("cloudfree:removeclouds", "Remove clouds…"),
     ("cloudfree:traincloudremoval", "Train cloud removal model…"),
     ("cloudfree:fusedates", "Fuse dates…"),
@@ -19,6 +20,10 @@ ENTRIES = (
     ("cloudfree:register", "Register image…"),
     ("cloudfree:simulateclouds", "Simulate clouds…"),
     ("cloudfree:comparerasters", "Compare rasters…"),
+    ("cloudfree:trainsegmentation", "Train segmentation model…"),
+    ("cloudfree:segment", "Segment (classify) raster…"),
+    ("cloudfree:regions", "Regions of classes to polygons…"),
+    ("cloudfree:autocluster", "Automatic clustering…"),
 )
 
 
