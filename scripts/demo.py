@@ -50,7 +50,6 @@ S2_SCENE = "T33UUU_20170216T102101"  # Sentinel-2A L1C, 2017-02-16, tile 33UUU, 
 S2_BANDS = ("B02", "B03", "B04", "B08")  # blue, green, red, NIR
 S2_CLEAR_WINDOW = (192, 160, 384, 384)  # xoff, yoff, xsize, ysize: fields, forest, a village, no clouds
 S2_CLOUDY_WINDOW = (700, 0, 384, 384)  # the scene's own thin cloud band over fields
-THIN_CLOUD_BLUE = 1600  # B02 DN above which the demo's crude threshold mask calls a pixel cloudy
 REG_BAND = "B08"
 REG_REFERENCE_WINDOW = (0, 0, 1024, 768)
 REG_SENSED_WINDOW = (384, 0, 1024, 768)  # partial overlap: 640 of 1024 columns
@@ -221,13 +220,6 @@ def registration_pair(data: Path, reference: Path, sensed: Path) -> None:
               resampleAlg="cubic", dstNodata=0, outputType=gdal.GDT_UInt16, creationOptions=GTIFF)
 
 
-def threshold_mask(image: Path, path: Path) -> Path:
-    """A crude cloud mask for the thin-cloud crop, which has none: 1 where blue (B02) > THIN_CLOUD_BLUE."""
-    ds = gdal.Open(str(image))
-    blue = ds.GetRasterBand(1).ReadAsArray()
-    return write_like(path, str(image), (blue > THIN_CLOUD_BLUE).astype(np.uint8), gdal.GDT_Byte)
-
-
 def landsat_stack(data: Path, scene: str, path: Path) -> Path:
     vrt = gdal.BuildVRT("", [ls_band(data, scene, b) for b in ("b3", "b4", "b5")], separate=True)
     gdal.Translate(str(path), vrt, noData=-9999, creationOptions=GTIFF)
@@ -276,7 +268,6 @@ def prepare_inputs() -> dict:
     inp = {
         "clear": s2_stack(data, S2_CLEAR_WINDOW, INPUTS / "s2_20170216_clear_bgrn.tif"),
         "thin_clouds": s2_stack(data, S2_CLOUDY_WINDOW, INPUTS / "s2_20170216_thin_clouds_bgrn.tif"),
-        "thin_clouds_mask": INPUTS / "s2_20170216_thin_clouds_threshold_mask.tif",
         "reg_reference": INPUTS / "s2_20170216_b08_reference.tif",
         "reg_sensed": INPUTS / "s2_20170216_b08_sensed_shifted_rotated.tif",
         "ls_clear": landsat_stack(data, LS_CLEAR, INPUTS / f"landsat_{ls_date(LS_CLEAR)}_clear_rns.tif"),
@@ -286,7 +277,6 @@ def prepare_inputs() -> dict:
         "ndvi": [INPUTS / f"ndvi_{ls_date(s)}.tif" for s in LS_FUSION],
         "ndvi_masks": [INPUTS / f"cloudmask_{ls_date(s)}.tif" for s in LS_FUSION],
     }
-    threshold_mask(inp["thin_clouds"], inp["thin_clouds_mask"])
     registration_pair(data, inp["reg_reference"], inp["reg_sensed"])
     gdal.Translate(str(inp["ls_cloudy_fmask"]), ls_band(data, LS_CLOUDY, "fmask"), creationOptions=GTIFF)
     landsat_ndvi(data, LS_CLEAR, inp["ndvi_clear"], INPUTS / f"cloudmask_{ls_date(LS_CLEAR)}_clear.tif")
@@ -355,13 +345,17 @@ def main() -> None:
         r = qgis_process("cloudfree:comparerasters", INPUT=image, REFERENCE=clear, MASK=sim["OUTPUT_MASK"],
                          MASK_VALUES="1,2")
         print(f"  {label} vs the clear original inside the mask: {metrics(r)}")
-    print(f"  b) the scene's own real thin clouds, masked by a crude threshold (blue B02 > {THIN_CLOUD_BLUE} DN, "
-          "which also flags bright roofs); no clear date of this place exists: judge the quick-looks")
-    thin_free = qgis_process("cloudfree:removeclouds", INPUT=thin, MASK=inp["thin_clouds_mask"], MASK_VALUES="1",
+    print("  b) the scene's own real thin clouds: detect, then remove. cloudfree:detectclouds (ukis-csmask, L1C, "
+          "Sentinel-2 DNs before baseline 04.00, clouds and shadows dilated by 3 px) makes the mask; no clear date "
+          "of this place exists: judge the quick-looks")
+    detected = qgis_process("cloudfree:detectclouds", INPUT=thin, PRODUCT=0, SCALING=2, DILATION=3,
+                            OUTPUT=OUT / "real_thin_clouds_mask.tif")
+    print(f"  detected: cloud {float(detected['CLOUD_FRACTION']):.1%}, shadow {float(detected['SHADOW_FRACTION']):.1%}")
+    thin_free = qgis_process("cloudfree:removeclouds", INPUT=thin, MASK=detected["OUTPUT"], MASK_VALUES="1,2",
                              OUTPUT=OUT / "real_thin_clouds_removed.tif")
     thin_limits = ql.band_limits(thin, RGB)
     ql.quicklook(thin, OUT / "real_thin_clouds.png", RGB, limits=thin_limits)
-    ql.mask_quicklook(str(inp["thin_clouds_mask"]), OUT / "real_thin_clouds_threshold_mask.png")
+    ql.mask_quicklook(detected["OUTPUT"], OUT / "real_thin_clouds_mask.png")
     ql.quicklook(thin_free["OUTPUT"], OUT / "real_thin_clouds_removed.png", RGB, limits=thin_limits)
 
     print("4. Register a sensed image onto a reference (cloudfree:register, SIFT + CNN)")
