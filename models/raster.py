@@ -76,6 +76,10 @@ class RasterInfo:
             object.__setattr__(self, "_dataset", ds)
         return ds
 
+    def close(self) -> None:
+        """Drop the open dataset (the file is closed unless something else still holds it)."""
+        self.__dict__.pop("_dataset", None)
+
     def __getstate__(self) -> dict:
         # an open GDAL dataset does not travel (pickling, copies): the copy opens its own
         return {k: v for k, v in self.__dict__.items() if k != "_dataset"}

@@ -8,6 +8,7 @@ calls one engine function and returns the outputs. Engine errors become
 
 from __future__ import annotations
 
+import gc
 import os
 
 from qgis.core import (
@@ -67,7 +68,7 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
                 "save it as a GeoTIFF first."
             )
         path = layer.source().split("|")[0]
-        return raster_info(path, layer.name())
+        return self._opened(raster_info(path, layer.name()))
 
     def raster_infos(self, parameters, name: str, context) -> list:
         """The layers of a multiple-raster parameter, in the order given, as ``RasterInfo``."""
@@ -78,8 +79,13 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
             if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
                 raise QgsProcessingException(f"Layer '{layer.name()}' in {name} is not a file raster; save it as a "
                                              "GeoTIFF first.")
-            infos.append(raster_info(layer.source().split("|")[0], layer.name()))
+            infos.append(self._opened(raster_info(layer.source().split("|")[0], layer.name())))
         return infos
+
+    def _opened(self, info):
+        """Remember ``info`` so that its dataset is closed when the run ends."""
+        self.__dict__.setdefault("_infos", []).append(info)
+        return info
 
     def dates_and_masks(self, parameters, context, what: str, inputs: str, masks: str) -> tuple:
         """``(dates, masks or None)`` from the multiple-raster parameters ``inputs`` and ``masks``: 2 dates or
@@ -135,6 +141,20 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
             return self.compute(parameters, context, feedback, progress, cancelled)
         except CloudFreeError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        finally:
+            self.release_files()
+
+    def release_files(self) -> None:
+        """Close every raster the run opened, now rather than whenever Python collects it.
+
+        Some objects of a run outlive it in reference cycles (torch keeps frames of a lazy import
+        in one), and a GDAL dataset they hold would otherwise be closed by the garbage collector
+        after QGIS has shut GDAL down, which crashes Python at exit; an open file also stays
+        locked on Windows. So the run's rasters are closed and the cycles collected here.
+        """
+        for info in self.__dict__.pop("_infos", []):
+            info.close()
+        gc.collect()
 
     def compute(self, parameters, context, feedback, progress, cancelled) -> dict:
         raise NotImplementedError
