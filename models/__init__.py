@@ -8,6 +8,10 @@ Capabilities (each a package; its ``__init__`` lists its public API, its modules
                      rasters, config, data, segmentation, validation, train, report
 - ``registration``   SIFT + CNN registration (Ye et al. 2018): sources, detect, describe, train,
                      match, transforms, refine, result, outputs, pipeline
+- ``detection``      cloud and shadow masks from a pretrained detector (ukis-csmask, ONNX Runtime):
+                     bands, csmask, trained, masks, detect
+- ``segmentation``   U-Net segmentation with Dice, regions, automatic-K clustering: classes, losses,
+                     model, data, config, train, infer, report, regions, khistogram, autocluster
 
 Shared modules underneath (they never import a capability):
 
@@ -25,7 +29,8 @@ Shared modules underneath (they never import a capability):
 - ``weights``        the model file (safetensors + JSON metadata) and the one strict loader
 - ``reports``        self-contained HTML training reports
 - ``metrics``        PSNR, SSIM, MAE, RMSE, SAM on arrays
-- ``comparison``     the same figures between two rasters, block by block, as a JSON report
+- ``class_metrics``  confusion matrix, Dice, IoU, accuracy, mIoU of class maps
+- ``comparison``     the same figures (and class metrics) between two rasters, block by block, as a JSON report
 - ``noise``          hashed gradient noise any window computes on its own
 - ``clouds``         synthetic clouds, shadows and gaps over rasters or arrays
 - ``quicklook``      PNG previews
