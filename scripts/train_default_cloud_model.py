@@ -23,7 +23,8 @@ scored lower on validation and was not shipped.)
 Cross-scene experiment (how a recipe generalises to a place it never saw): train on one scene
 only and validate on the whole of the other, e.g. ``--validate-on s2 --steps 1500 --work
 /tmp/xs``. No trained step beat the untrained generator by much, and free residuals
-(``--generator unmix_residual`` or ``--residual-scale 0.25``) lowered the scores (README).
+(``--residual-scale 0.25``; the generators ``unmix_residual`` and ``fill_residual``, since removed)
+lowered the scores (README).
 """
 
 from __future__ import annotations

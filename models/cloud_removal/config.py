@@ -41,7 +41,7 @@ GAN_MODES = ("vanilla", "lsgan")
 NORM_LAYERS = ("instance", "batch", "none")
 AUTO = "auto"
 PIX2PIX = "pix2pix"
-MASK_GUIDED = ("unmix_blend", "unmix_residual", "fill_residual")  # generators that fill what a mask marks
+MASK_GUIDED = ("unmix_blend",)  # generators that fill what a mask marks
 GENERATOR_KINDS = (PIX2PIX, *MASK_GUIDED)
 GENERATOR_ALIASES = {"plain": PIX2PIX}  # the name of the pix2pix generator in files written before it was chosen
 LEARNED, PER_IMAGE = "learned", "per_image"
@@ -80,7 +80,7 @@ class TrainConfig:
     mask_l1_weight: float = 4.0           # L1 weight of a masked pixel relative to a clear one
     gan_mode: str = "vanilla"             # vanilla (BCE) or lsgan
     use_mask_channel: Optional[bool] = None   # None: see resolve_choices
-    generator: str = AUTO                 # auto, pix2pix, unmix_blend, unmix_residual, fill_residual (plain = pix2pix)
+    generator: str = AUTO                 # auto, pix2pix, unmix_blend (plain = pix2pix)
     scaling: str = AUTO                   # auto, learned, a reflectance preset, per_image (see resolve_choices)
     residual_scale: float = 0.0           # unmix_blend: bound of a free residual added to the blend (0 = none)
     synthetic: dict = field(default_factory=dict)

@@ -19,9 +19,10 @@ cloudy input, sets per masked pixel how far to trust the unmixed ground over the
 always lies between the two, and its last layer starts at zero, so training starts from the
 physical prior, not from noise. ``upsample="resize"`` (the shipped model) replaces the decoder's
 transposed convolutions by bilinear x2 resizing + 3x3 convolutions, which removed the dotted
-checkerboard texture of the first CPU model. ``unmix_residual`` and ``fill_residual`` (a free
-residual over the unmixed or the smooth fill) lowered the held-out scores (README); the engine
-still trains and reads them, Processing does not offer them.
+checkerboard texture of the first CPU model. Two other mask-guided kinds were tried and dropped
+because they did not earn their place: a free residual over the unmixed ground or over the smooth
+fill lowered the held-out scores on the scene a model had not seen (README). Model files written
+with them still load: a file carries its architecture and hyper-parameters.
 
 The discriminator is the conditional :class:`networks.PatchDiscriminator` (70x70 PatchGAN with 3
 layers) that scores ``cat(input, image)``. Input channels = the selected bands, then (when the
@@ -37,7 +38,6 @@ from ..errors import InputError
 from .config import DEFAULT_NORMALIZATION, GENERATOR_ALIASES, MODEL_SIZES, PIX2PIX
 
 GENERATORS = {PIX2PIX: "unet_generator", "unmix_blend": "fill_residual_generator",
-              "unmix_residual": "fill_residual_generator", "fill_residual": "fill_residual_generator",
               "plain": "unet_generator"}  # plain: the former name of pix2pix
 FILL_ARCHITECTURE = "fill_residual_generator"  # generators that start from a fill of the masked pixels
 DISCRIMINATOR = "patch_discriminator"
@@ -55,16 +55,13 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
                    dropout: float = 0.5, upsample: str = "transpose", residual_scale: float = 0.0) -> tuple:
     """``(architecture, hyperparameters)`` of a generator kind (see :data:`GENERATORS`).
 
-    All but ``pix2pix`` (alias ``plain``) are :class:`networks.FillResidualGenerator` and need
-    the mask channel right after the bands:
-    - ``unmix_blend`` (the shipped model): the ground under thin clouds and shadows
-      is unmixed (:func:`networks.unmix_parts`); the U-Net decides per masked pixel how much
-      to trust it over the smooth fill (it shifts the logit of ``1 - opacity`` by up to +-4)
-      and adds a free residual bounded by ``residual_scale`` (0 = none);
-    - ``unmix_residual``: the unmixed fill plus a free residual (tanh, up to +-1);
-    - ``fill_residual``: the smooth fill plus a free residual;
-    - ``pix2pix``: the paper's U-Net, which sees the cloudy pixels (and the mask channel, when
-      the run has one) and generates every pixel.
+    - ``unmix_blend`` (the shipped model) is a :class:`networks.FillResidualGenerator` and needs
+      the mask channel right after the bands: the ground under thin clouds and shadows is unmixed
+      (:func:`networks.unmix_parts`); the U-Net decides per masked pixel how much to trust it over
+      the smooth fill (it shifts the logit of ``1 - opacity`` by up to +-4) and adds a free
+      residual bounded by ``residual_scale`` (0 = none);
+    - ``pix2pix`` (alias ``plain``): the paper's U-Net, which sees the cloudy pixels (and the mask
+      channel, when the run has one) and generates every pixel.
     Trained on one scene and validated on another, every free residual lowered the scores
     (README), so the default has none.
     """
@@ -73,14 +70,11 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
         return GENERATORS[PIX2PIX], hp
     if kind not in GENERATORS:
         raise InputError(f"Unknown generator '{kind}': use {', '.join(GENERATORS)}.")
-    fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}
-    if kind in ("unmix_residual", "unmix_blend"):
-        from ..networks import PLAUSIBLE_RANGE, TRUST_POWER
+    from ..networks import PLAUSIBLE_RANGE, TRUST_POWER
 
-        fill_hp.update(base_fill="unmix", unlog_clip=float(DEFAULT_NORMALIZATION["clip"]), trust_power=TRUST_POWER,
-                       plausible_range=PLAUSIBLE_RANGE)
-    if kind == "unmix_blend":
-        fill_hp.update(head="blend", residual_scale=float(residual_scale))
+    fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}
+    fill_hp.update(base_fill="unmix", unlog_clip=float(DEFAULT_NORMALIZATION["clip"]), trust_power=TRUST_POWER,
+                   plausible_range=PLAUSIBLE_RANGE, head="blend", residual_scale=float(residual_scale))
     return GENERATORS[kind], {"bands": int(out_channels), "extra_channels": int(in_channels - out_channels), **fill_hp}
 
 

@@ -10,8 +10,7 @@ from cloudfree.models.errors import InputError
 @pytest.mark.parametrize("bands", [3, 4, 6])
 @pytest.mark.parametrize("tile", [64, 128])
 def test_generator_output_shapes(bands, tile):
-    for kind, with_mask in (("plain", False), ("plain", True), ("fill_residual", True), ("unmix_residual", True),
-                            ("unmix_blend", True)):
+    for kind, with_mask in (("plain", False), ("plain", True), ("unmix_blend", True)):
         cin = bands + int(with_mask)
         g = cr.build_generator(cin, bands, "small", kind=kind, depth=5 if tile == 64 else 6, base=8,
                                max_channels=32).eval()
@@ -52,3 +51,26 @@ def test_invalid_training_settings_are_input_errors():
         cr.TrainConfig(sources=[], batch_size=0).resolved()
     with pytest.raises(InputError, match="norm"):
         cr.TrainConfig(sources=[], norm="group").resolved()
+
+
+def test_files_of_the_dropped_residual_generators_still_load_and_run(shared_data, tmp_path):
+    """``unmix_residual``/``fill_residual`` are no longer offered, but a file carries its architecture and
+    hyper-parameters, so a model written with them still loads and removes clouds."""
+    from cloudfree.models import networks
+    from cloudfree.models.raster import raster_info
+    from cloudfree.models.weights import ModelMetadata, save_model
+
+    hp = {"bands": 4, "extra_channels": 1, "depth": 4, "base": 8, "max_channels": 32, "norm": "instance",
+          "dropout": 0.5, "dropout_blocks": 3, "upsample": "transpose", "base_fill": "unmix", "unlog_clip": 2.0,
+          "head": "residual", "residual_scale": 1.0}
+    net = networks.build("fill_residual_generator", hp)
+    path = save_model(str(tmp_path / "old.safetensors"), net, ModelMetadata(
+        task=cr.TASK, architecture="fill_residual_generator", hyperparameters=hp, bands=["b", "g", "r", "n"],
+        extra_channels=["cloud_mask"], normalization=dict(cr.DEFAULT_NORMALIZATION), tile_size=64))
+    with pytest.raises(InputError, match="Unknown generator|must be one of"):
+        cr.TrainConfig(sources=[], generator="unmix_residual").resolved()
+    p = shared_data / "s2_cloud_pair"
+    out = tmp_path / "out.tif"
+    cr.remove_clouds(raster_info(str(p / "cloudy.tif")), str(out), path, bands="2,3,4,8",
+                     mask=raster_info(str(p / "mask.tif")), options=cr.RemovalOptions(tile=64, device="cpu"))
+    assert out.exists()
