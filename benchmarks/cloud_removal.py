@@ -23,9 +23,15 @@ Speed (``speed``): for the ``small`` and ``full`` generator, end-to-end ``remove
 raster built from real imagery (disk to disk, with a mask) against the raw generator forward
 pass on the same number of tiles in memory; ratio and peak RSS, each size in its own process.
 
+pix2pix speed (``pix2pix-speed``): for the pix2pix generator, small and full, training steps/s of a
+whole ``train_cloud_removal`` run on one hazy/clear pair (setup and one validation included)
+against the raw G + D step on random batches of the same shape, and ``remove_clouds`` MP/s
+without a mask against the raw forward pass on the same tiles (untrained weights: speed only).
+
     .venv/bin/python benchmarks/cloud_removal.py quality
     .venv/bin/python benchmarks/cloud_removal.py speed --size 2048 --repeats 3
     .venv/bin/python benchmarks/cloud_removal.py paired --steps 1500
+    .venv/bin/python benchmarks/cloud_removal.py pix2pix-speed --steps 100 --size 1024
 """
 
 from __future__ import annotations
@@ -207,6 +213,87 @@ def one_speed(size_name: str, raster_size: int, repeats: int) -> dict:
             "threads": torch.get_num_threads(), "e2e_runs": e2e, "raw_runs": raw}
 
 
+def pix2pix_speed(size_name: str, raster_size: int, repeats: int, steps: int) -> dict:
+    """The pix2pix generator of one size: training steps/s against the raw G + D step, inference MP/s
+    (``remove_clouds`` without a mask, disk to disk) against the raw forward pass on the same tiles."""
+    import torch
+
+    cr, _, _, raster = engine()
+    from cloudfree.models import runtime, weights
+    from cloudfree.models.normalization import FixedScaling
+    from cloudfree.models.tiling import TileLayout
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import paired_haze as ph
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cloudy, clear = ph.build(Path(tmp) / "data", copies=1)["train"][0]  # l8_landcover, 512 x 512
+        cfg = cr.TrainConfig(sources=[cr.TrainingSource(clear=clear, cloudy=cloudy, name="l8")], generator="pix2pix",
+                             size=size_name, steps=steps, val_every=steps, checkpoint_every=steps, num_samples=1,
+                             device="cpu")
+        t0 = time.perf_counter()
+        cr.train_cloud_removal(cfg, os.path.join(tmp, "g.safetensors"), checkpoint_dir=os.path.join(tmp, "ck"))
+        train_s = time.perf_counter() - t0
+        # the peer: the same G and D steps on random batches of the same shape, nothing else
+        p = cfg.resolved()
+        tile, batch = p["tile"], cfg.batch_size
+        from cloudfree.models.cloud_removal.generators import DISCRIMINATOR, build, discriminator_hyperparameters
+
+        arch, hp = cr.generator_spec("pix2pix", 4, 4, p)
+        G = build(arch, hp, paper_init=True)
+        D = build(DISCRIMINATOR, discriminator_hyperparameters(4, 4, cfg.disc_base or p["base"], cfg.disc_layers, "instance"))
+        og, od = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (G, D))
+        x, y = torch.rand(batch, 4, tile, tile) * 2 - 1, torch.rand(batch, 4, tile, tile) * 2 - 1
+        bce = torch.nn.BCEWithLogitsLoss()
+        raw_steps = max(5, steps // 10)
+        t0 = time.perf_counter()
+        for _ in range(raw_steps):
+            fake = G(x)
+            od.zero_grad()
+            real_logits, fake_logits = D(torch.cat([x, y], 1)), D(torch.cat([x, fake.detach()], 1))
+            (0.5 * (bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits)))
+             ).backward()
+            od.step()
+            og.zero_grad()
+            logits = D(torch.cat([x, fake], 1))
+            (bce(logits, torch.ones_like(logits)) + 100 * (fake - y).abs().mean()).backward()
+            og.step()
+        raw_step_s = (time.perf_counter() - t0) / raw_steps
+        # inference: an untrained generator of this size (speed only) on a mosaic of real imagery
+        G.eval()
+        meta = weights.ModelMetadata(task=cr.TASK, architecture=arch, hyperparameters=hp,
+                                     bands=["blue", "green", "red", "nir"], extra_channels=[],
+                                     normalization=FixedScaling.preset("reflectance", 4).to_dict(), tile_size=tile)
+        model_path = weights.save_model(os.path.join(tmp, "speed.safetensors"), G, meta)
+        src = raster.read_window(raster.open_raster(str(PAIR / "clean.tif")), (0, 0, 256, 256), BANDS)
+        mosaic = np.concatenate([src, src[:, :, ::-1]], axis=2)
+        mosaic = np.concatenate([mosaic, mosaic[:, ::-1]], axis=1)
+        reps = raster_size // 512 + 1
+        big = np.tile(mosaic, (1, reps, reps))[:, :raster_size, :raster_size]
+        img = raster.write_array(os.path.join(tmp, "big.tif"), np.ascontiguousarray(big),
+                                 geotransform=(500000, 10, 0, 5000000, 0, -10), crs_wkt="")
+        n_tiles = len(TileLayout(raster_size, tile, 32).starts()) ** 2
+        e2e, raw = [], []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            cr.remove_clouds(raster.raster_info(img), os.path.join(tmp, f"out{r}.tif"), model_path,
+                             options=cr.RemovalOptions(overlap=32, batch_size=4, device="cpu"))
+            e2e.append(time.perf_counter() - t0)
+            xb = torch.rand(4, 4, tile, tile)
+            t0 = time.perf_counter()
+            with runtime.steady_memory(), torch.inference_mode():
+                for _ in range(0, n_tiles, 4):
+                    G(xb)
+            raw.append(time.perf_counter() - t0)
+    mp = raster_size ** 2 / 1e6
+    e, w = statistics.median(e2e), statistics.median(raw)
+    return {"model": f"pix2pix {size_name}", "tile": tile, "train_steps": steps, "train_s": train_s,
+            "train_steps_per_s": steps / train_s, "raw_train_steps_per_s": 1 / raw_step_s,
+            "raster": raster_size, "tiles": n_tiles, "e2e_s": e, "raw_s": w, "e2e_mp_per_s": mp / e,
+            "raw_mp_per_s": mp / w, "ratio": w / e,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads()}
+
+
 def qgis_process(algorithm: str, *raw: str) -> dict:
     """Run one algorithm headless as an analyst would; ``raw`` are ``KEY=value`` arguments."""
     args = [str(ROOT / "scripts" / "qgis_process"), "--json", "run", algorithm, "--", *raw]
@@ -259,7 +346,7 @@ def paired(steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["quality", "speed", "paired"])
+    ap.add_argument("what", choices=["quality", "speed", "paired", "pix2pix-speed"])
     ap.add_argument("--steps", type=int, default=1500, help="paired: training steps (the fixed CPU budget)")
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
@@ -269,7 +356,21 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one_speed(args.one, args.size, args.repeats)))
+        if args.one.startswith("pix2pix:"):
+            print(json.dumps(pix2pix_speed(args.one.split(":")[1], args.size, args.repeats, args.steps)))
+        else:
+            print(json.dumps(one_speed(args.one, args.size, args.repeats)))
+        return
+    if args.what == "pix2pix-speed":
+        for name in args.models:
+            cmd = [sys.executable, __file__, "speed", "--one", f"pix2pix:{name}", "--size", str(args.size),
+                   "--repeats", str(args.repeats), "--steps", str(args.steps)]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            print(f"{r['model']} (tile {r['tile']}): training {r['train_steps_per_s']:.2f} steps/s over "
+                  f"{r['train_steps']} steps (whole run; raw G + D step {r['raw_train_steps_per_s']:.2f}/s); "
+                  f"removeclouds {r['e2e_mp_per_s']:.2f} MP/s without a mask on {r['raster']}^2 (raw forward "
+                  f"{r['raw_mp_per_s']:.2f} MP/s, ratio {r['ratio']:.3f}); peak RSS {r['peak_rss_mb']:.0f} MB",
+                  flush=True)
         return
     if args.what == "paired":
         res = paired(args.steps)

@@ -78,8 +78,9 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster",
                                                             optional=True))
         self.addParameter(tile_parameter(self.TILE_SIZE))
-        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels",
-                                                       QgsProcessingParameterNumber.Integer, 32, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (empty = a quarter of "
+                                                       "the tile, at most 32)", QgsProcessingParameterNumber.Integer,
+                                                       None, optional=True, minValue=0))
         feather = QgsProcessingParameterNumber(self.FEATHER, "Feather width at the mask edge in pixels (empty = "
                                                "the model's default)", QgsProcessingParameterNumber.Double,
                                                None, optional=True, minValue=0, maxValue=1000)
@@ -114,7 +115,7 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         feedback.pushInfo(f"Input '{src.name}' bands {bands}" + (f", mask '{mask.name}' values {list(mask_values)}"
                                                                  if mask else ", no mask: every pixel is generated"))
         options = RemovalOptions(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-                                 overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+                                 overlap=self.optional_int(parameters, self.OVERLAP, context),
                                  device=device_value(self, parameters, context, self.DEVICE),
                                  feather=self.feather_width(parameters, context))
         summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
@@ -127,6 +128,13 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
                           + ("; the raster is smaller than one tile and was mirror-padded" if summary["padded"]
                              else ""))
         return {self.OUTPUT: out}
+
+    def optional_int(self, parameters, name: str, context) -> int | None:
+        """An optional integer parameter, or None when it is not set."""
+        value = parameters.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return self.parameterAsInt(parameters, name, context)
 
     def feather_width(self, parameters, context) -> float | None:
         """FEATHER in pixels, or None when it is not set (the engine then uses the model's default)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,19 +37,21 @@ from .generators import FILL_ARCHITECTURE
 from .prior import coarse_fill_prior
 from .scaling import ModelScaling, ValueMap, model_scaling
 
+DEFAULT_OVERLAP = 32    # pixels, at most a quarter of the tile (small-tile models keep most of each tile)
 DEFAULT_FEATHER = 8.0  # pixels; generators without a fill need a transition into the clear pixels
 
 
 @dataclass
 class RemovalOptions:
     """How to run the generator: ``tile`` (None = the model's; a raster smaller than a tile is
-    mirror-padded), ``overlap`` between tiles, tiles per ``batch_size``, ``device``, and ``feather``:
+    mirror-padded), ``overlap`` between tiles (None = a quarter of the tile, at most
+    :data:`DEFAULT_OVERLAP` pixels), tiles per ``batch_size``, ``device``, and ``feather``:
     the width in pixels over which generated pixels are cross-faded into the clear pixels at the
     mask edge, inside the mask (None = none for fill-based generators, whose fill already meets
     the clear pixels at the mask edge, else :data:`DEFAULT_FEATHER` pixels; used only with a mask)."""
 
     tile: int | None = None
-    overlap: int = 32
+    overlap: int | None = None
     batch_size: int = 4
     device: str = "auto"
     feather: float | None = None
@@ -130,6 +132,7 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     model = load_removal_model(model_path, inputs, options.device)
     check_input_fits(model, inputs)
     tile = tile_size(model, options)
+    options = replace(options, overlap=tile_overlap(options, tile))
     maps = value_maps(model, inputs)
     feathering = mask_feathering(model, inputs, options)
     t0 = time.perf_counter()
@@ -200,9 +203,16 @@ def tile_size(model: RemovalModel, options: RemovalOptions) -> int:
     tile = int(options.tile or model.meta.tile_size)
     if tile < 1 or tile % (2 ** depth):
         raise InputError(f"Tile size {tile} must be a multiple of {2 ** depth} for model '{model.label}'.")
+    return tile
+
+
+def tile_overlap(options: RemovalOptions, tile: int) -> int:
+    """The overlap given, checked against the tile, or the default for this tile."""
+    if options.overlap is None:
+        return min(DEFAULT_OVERLAP, tile // 4)
     if not 0 <= options.overlap < tile:
         raise InputError(f"Overlap {options.overlap} must be between 0 and the tile size {tile}.")
-    return tile
+    return int(options.overlap)
 
 
 def value_maps(model: RemovalModel, inputs: CloudyInput) -> ValueMaps:

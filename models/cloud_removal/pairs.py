@@ -5,7 +5,11 @@ folder, or given as two matched lists of rasters, turned into paired training so
   CSV file (or absolute); an optional header line ``cloudy,clear[,mask]``; empty lines and
   lines starting with ``#`` are skipped.
 - Folder (:func:`pairs_in_folder`): ``cloudy/`` and ``clear/`` subfolders whose rasters are
-  matched by file name; an optional ``mask/`` subfolder gives a pair its mask by the same name.
+  matched by file name without its extension; an optional ``mask/`` subfolder gives a pair its
+  mask by the same name. The names public paired benchmarks use are understood too (any case):
+  ``cloud``, ``hazy``, ``input``... for the cloudy images and ``label``, ``gt``, ``ground_truth``,
+  ``target``, ``clean``... for the clear ones (:data:`FOLDER_NAMES`); images may be PNG or JPEG,
+  which GDAL reads (without georeferencing: pixel coordinates).
 
 Each pair lies on its own grid (cloudy, clear and mask of one pair share it); pairs may differ in
 size, place and grid.
@@ -21,9 +25,16 @@ from typing import Sequence
 from ..errors import InputError
 from .sources import TrainingSource
 
-RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".hdf", ".h5", ".bil", ".dat")
+RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".hdf", ".h5", ".bil", ".dat",
+                     ".png", ".jpg", ".jpeg", ".bmp")
 HEADER = ("cloudy", "clear", "mask")
-MASK_FOLDERS = ("mask", "masks")
+#: subfolder names of a pairs folder, by role, in order of preference (compared in lower case)
+FOLDER_NAMES = {
+    "cloudy": ("cloudy", "cloud", "clouds", "hazy", "haze", "input", "inputs", "source"),
+    "clear": ("clear", "cloudless", "cloud_free", "cloudfree", "clean", "label", "labels", "gt", "ground_truth",
+              "groundtruth", "target", "targets", "reference"),
+    "mask": ("mask", "masks", "cloud_mask", "cloud_masks"),
+}
 
 
 @dataclass(frozen=True)
@@ -82,31 +93,43 @@ def pairs_in_csv(path: str) -> list:
 
 
 def _rasters(folder: str) -> dict:
-    return {name: os.path.join(folder, name) for name in sorted(os.listdir(folder))
+    """The rasters of ``folder`` by file name without extension."""
+    return {_stem(name): os.path.join(folder, name) for name in sorted(os.listdir(folder))
             if name.lower().endswith(RASTER_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))}
 
 
+def role_folders(folder: str) -> dict:
+    """``{role: subfolder}`` for the roles of :data:`FOLDER_NAMES` found in ``folder`` (first name that fits)."""
+    present = {name.lower(): os.path.join(folder, name) for name in os.listdir(folder)
+               if os.path.isdir(os.path.join(folder, name))}
+    found = {}
+    for role, names in FOLDER_NAMES.items():
+        for name in names:
+            if name in present:
+                found[role] = present[name]
+                break
+    return found
+
+
 def pairs_in_folder(folder: str) -> list:
-    """Rasters of ``cloudy/`` and ``clear/`` matched by file name (masks from ``mask/`` when it exists)."""
-    sub = {k: os.path.join(folder, k) for k in ("cloudy", "clear")}
-    missing = [k for k, p in sub.items() if not os.path.isdir(p)]
+    """Rasters of ``cloudy/`` and ``clear/`` (or their synonyms) matched by name, masks from ``mask/``."""
+    sub = role_folders(folder)
+    missing = [role for role in ("cloudy", "clear") if role not in sub]
     if missing:
         raise InputError(f"Pairs folder '{folder}' has no {' or '.join(m + '/' for m in missing)} subfolder "
-                         "(it needs cloudy/ and clear/, with rasters matched by file name).")
+                         "(it needs cloudy/ and clear/, or names such as cloud/ and label/, with rasters matched "
+                         "by file name).")
     cloudy, clear = _rasters(sub["cloudy"]), _rasters(sub["clear"])
     unmatched = sorted(set(cloudy) ^ set(clear))
     if unmatched:
         raise InputError(f"Pairs folder '{folder}': {', '.join(unmatched[:5])} "
-                         f"{'is' if len(unmatched) == 1 else 'are'} not in both cloudy/ and clear/ (pairs are "
-                         "matched by file name).")
+                         f"{'is' if len(unmatched) == 1 else 'are'} not in both {os.path.basename(sub['cloudy'])}/ "
+                         f"and {os.path.basename(sub['clear'])}/ (pairs are matched by file name).")
     if not cloudy:
-        raise InputError(f"Pairs folder '{folder}' holds no raster in cloudy/ and clear/.")
-    masks = {}
-    for name in MASK_FOLDERS:
-        if os.path.isdir(os.path.join(folder, name)):
-            masks = _rasters(os.path.join(folder, name))
-            break
-    return [PairFiles(cloudy[n], clear[n], masks.get(n), _stem(n)) for n in sorted(cloudy)]
+        raise InputError(f"Pairs folder '{folder}' holds no raster in {os.path.basename(sub['cloudy'])}/ and "
+                         f"{os.path.basename(sub['clear'])}/.")
+    masks = _rasters(sub["mask"]) if "mask" in sub else {}
+    return [PairFiles(cloudy[n], clear[n], masks.get(n), n) for n in sorted(cloudy)]
 
 
 def match_layers(cloudy: Sequence[str], clear: Sequence[str], masks: Sequence[str] | None = None,

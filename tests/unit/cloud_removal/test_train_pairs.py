@@ -326,7 +326,7 @@ def test_pairs_from_a_csv_file_a_folder_and_layer_lists(ben_pairs, tmp_path):
     found = cr.read_pairs(str(tmp_path / "set"))
     assert [(p.name, p.mask is not None) for p in found] == [("p0", False), ("p1", True)]
     (tmp_path / "set" / "clear" / "p2.tif").write_bytes(b"")
-    with pytest.raises(InputError, match="p2.tif is not in both cloudy/ and clear/"):
+    with pytest.raises(InputError, match="p2 is not in both cloudy/ and clear/"):
         cr.read_pairs(str(tmp_path / "set"))
     with pytest.raises(InputError, match="has no cloudy/ or clear/ subfolder"):
         cr.read_pairs(str(tmp_path / "set" / "mask"))
@@ -338,3 +338,36 @@ def test_pairs_from_a_csv_file_a_folder_and_layer_lists(ben_pairs, tmp_path):
         cr.match_layers(["a", "b"], ["c", "d"], ["m"])
     names = [s.name for s in cr.pair_sources([cr.PairFiles("a", "b", None, "x"), cr.PairFiles("c", "d", None, "x")])]
     assert names == ["x", "x (2)"]
+
+
+def write_png(path, rgb):
+    """An 8-bit RGB PNG without georeferencing, as public paired benchmarks ship their images."""
+    mem = gdal.GetDriverByName("MEM").Create("", rgb.shape[2], rgb.shape[1], 3, gdal.GDT_Byte)
+    for b in range(3):
+        mem.GetRasterBand(b + 1).WriteArray(rgb[b])
+    gdal.GetDriverByName("PNG").CreateCopy(str(path), mem)
+    return str(path)
+
+
+def test_a_benchmark_folder_of_png_pairs_trains_and_its_model_clears_a_png(shared_data, tmp_path):
+    """cloud/ and label/ folders of 8-bit RGB PNGs (as RICE and other public sets lay them out) are
+    pairs; the model trained on them runs on a PNG and writes a GeoTIFF in pixel coordinates."""
+    root = tmp_path / "RICE-like"
+    for sub in ("cloud", "label"):
+        (root / sub).mkdir(parents=True)
+    for k in range(3):
+        dn = gdal.Open(str(shared_data / "s1_s2_pairs" / f"ben{k}_s2_bgrn.tif")).ReadAsArray()[[2, 1, 0], :96, :96]
+        clear = np.clip(dn / 8.0, 0, 255)
+        hazy = 0.6 * clear + 0.4 * 230
+        write_png(root / "label" / f"{k}.png", clear.astype(np.uint8))
+        write_png(root / "cloud" / f"{k}.png", hazy.astype(np.uint8))
+    (root / "readme.txt").write_text("not a raster")
+    pairs = cr.read_pairs(str(root))
+    assert [p.name for p in pairs] == ["0", "1", "2"] and all(p.clear.endswith(".png") for p in pairs)
+    cfg = cr.TrainConfig(sources=cr.pair_sources(pairs), steps=6, val_every=3, **SMALL_TILES)
+    result = cr.train_cloud_removal(cfg, str(tmp_path / "rgb.safetensors"))
+    out = tmp_path / "cleared.tif"
+    cr.remove_clouds(raster_info(pairs[0].cloudy), str(out), result.model_path,
+                     options=cr.RemovalOptions(device="cpu"))
+    ds = gdal.Open(str(out))
+    assert (ds.RasterCount, ds.RasterXSize, ds.RasterYSize) == (3, 96, 96) and np.isfinite(ds.ReadAsArray()).all()
