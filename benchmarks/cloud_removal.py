@@ -334,7 +334,8 @@ def paired(steps: int) -> dict:
         row["dark channel prior"] = score(dcp, clear)
         out = qgis_process("cloudfree:removeclouds", f"INPUT={hazy}", f"MODEL={tmp / 'pix2pix.safetensors'}",
                            f"OUTPUT={tmp / f'{name}_pix2pix.tif'}")
-        row["pix2pix (trained here)"] = out if "error" in out else score(out["OUTPUT"], clear)
+        row["pix2pix (trained here)"] = out if "error" in out else {
+            **score(out["OUTPUT"], clear), "outside_training_range": float(out["OUTSIDE_TRAINING_RANGE"])}
         ones = raster.write_array(str(tmp / f"{name}_ones.tif"), np.ones((1, info.height, info.width), np.uint8),
                                   like=info)
         out = qgis_process("cloudfree:removeclouds", f"INPUT={hazy}", f"MASK={ones}", "MASK_VALUES=1",
@@ -383,7 +384,9 @@ def main() -> None:
             print(scene)
             for method, f in rows.items():
                 print(f"  {method:36s} " + (f"PSNR {f['psnr']:6.2f} dB  SSIM {f['ssim']:.3f}" if "psnr" in f
-                                               else f"failed: {f['error']}"))
+                                               else f"failed: {f['error']}")
+                      + (f"  ({100 * f['outside_training_range']:.0f} % of the pixels outside the training range)"
+                         if "outside_training_range" in f else ""))
         print(json.dumps(res, indent=1))
         return
     if args.what == "quality":

@@ -6,6 +6,7 @@ import os
 
 from qgis.core import (
     QgsProcessingException,
+    QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -32,6 +33,7 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
     FEATHER = "FEATHER"
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
+    OUTSIDE_TRAINING_RANGE = "OUTSIDE_TRAINING_RANGE"
 
     NAME = "removeclouds"
     DISPLAY_NAME = "Remove clouds (pix2pix)"
@@ -60,7 +62,10 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         "them, so reflectance (0-1), Sentinel-2 or Landsat digital numbers and rescaled floats all work. A "
         "pix2pix model uses one fixed scaling, learned from its training data or a reflectance preset, the same "
         "for every image, so that it can change brightness and colour (remove haze): give it rasters in the "
-        "units it was trained on (digital numbers if it saw digital numbers).</p>"
+        "units it was trained on (digital numbers if it saw digital numbers). Such a model also records the "
+        "range of the values it was trained on; when much of the image lies outside it (snow after training on "
+        "green land, another sensor, other units) the log warns and <i>OUTSIDE_TRAINING_RANGE</i> says how much: "
+        "a model only knows the surfaces its pairs showed it.</p>"
         "<p><b>Model</b>: empty = the model shipped with the plugin (mask-guided; its metadata says what it was "
         "trained on). Train your own with <i>Train cloud removal model</i>: with cloudy/clear pairs and no masks "
         "for a pix2pix model that needs no mask here.</p>"
@@ -88,6 +93,8 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         self.addParameter(feather)
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free raster"))
+        self.addOutput(QgsProcessingOutputNumber(self.OUTSIDE_TRAINING_RANGE, "Share of pixels outside the range "
+                                                 "the model was trained on (-1 = the model records none)"))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.cloud_removal import RemovalOptions, remove_clouds
@@ -121,13 +128,16 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
                                 aux=[aux] if aux else None, options=options, progress=progress,
                                 cancelled=cancelled)
+        if summary.get("warning"):
+            feedback.pushWarning(summary["warning"])
         feedback.pushInfo(f"Done in {summary['seconds']:.1f} s on {summary['device']} (tile {summary['tile']}, "
                           f"overlap {summary['overlap']})"
                           + (f"; {summary['masked_pixels']} masked pixels replaced, feathered over "
                              f"{summary['feather']:g} px" if mask else "")
                           + ("; the raster is smaller than one tile and was mirror-padded" if summary["padded"]
                              else ""))
-        return {self.OUTPUT: out}
+        outside = summary.get("outside_training_range")
+        return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside}
 
     def optional_int(self, parameters, name: str, context) -> int | None:
         """An optional integer parameter, or None when it is not set."""

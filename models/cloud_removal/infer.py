@@ -32,6 +32,7 @@ from ..grids import check_same_grid
 from ..raster import RasterInfo, parse_bands
 from ..runtime import CancelCheck, Progress, check_cancelled
 from .config import TASK
+from .domain import outside_fraction, warning
 from .feathering import MaskFeathering
 from .generators import FILL_ARCHITECTURE
 from .prior import coarse_fill_prior
@@ -124,7 +125,9 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     mask every pixel is generated (a mask-guided model then raises :class:`InputError`).
     ``aux``: auxiliary rasters (RasterInfo or ``(RasterInfo, bands)``) on ``src``'s grid, as
     many channels as the model was trained with. ``options``: tile size, overlap, batch size,
-    device and feathering (:class:`RemovalOptions`). Returns a summary dict.
+    device and feathering (:class:`RemovalOptions`). Returns a summary dict; its
+    ``outside_training_range`` is the share of pixels outside the range the model was trained on
+    (:mod:`.domain`) and ``warning`` a sentence for the analyst when that share is large.
     """
     check_cancelled(cancelled)
     options = options or RemovalOptions()
@@ -135,12 +138,14 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     options = replace(options, overlap=tile_overlap(options, tile))
     maps = value_maps(model, inputs)
     feathering = mask_feathering(model, inputs, options)
+    outside = outside_fraction(src, inputs.bands, model.meta.training.get("input_range", {}))
     t0 = time.perf_counter()
     use_prior = model.uses_fill and mask is not None
     with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, maps.image)
           if use_prior else nullcontext()) as prior:
         run_generator(model, inputs, maps, prior, feathering, out_path, tile, options, progress, cancelled)
-    return summary(out_path, model, inputs, tile, options, maps, feathering, time.perf_counter() - t0)
+    result = summary(out_path, model, inputs, tile, options, maps, feathering, time.perf_counter() - t0)
+    return {**result, "outside_training_range": outside, "warning": warning(outside, src.name)}
 
 
 # --------------------------------------------------------------------------- stages

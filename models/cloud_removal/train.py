@@ -27,6 +27,7 @@ from ..runtime import CancelCheck, Progress, check_cancelled, report
 from . import checkpoints
 from .config import DEFAULT_NORMALIZATION, LEARNED, TASK, TrainConfig, TrainResult, resolve_choices
 from .crops import CropSampler
+from .domain import input_range
 from .generators import DISCRIMINATOR, build, discriminator_hyperparameters, generator_spec
 from .scaling import to_display
 from .sources import as_training_source, hold_out_pairs, learn_fixed_scaling
@@ -387,7 +388,9 @@ class TrainingRun:
                       "loss": f"{c.lambda_gan} x {c.gan_mode} GAN + {c.lambda_l1} x L1 "
                               f"(masked pixels x {c.mask_l1_weight})",
                       "validation": validation, "held_out": list(self.held_out_pairs),
-                      "sources": [o.name for o in sampler.sources]},
+                      "sources": [o.name for o in sampler.sources],
+                      # fixed scaling: the model expects these units, and says when an image leaves their range
+                      "input_range": input_range(sampler.sources) if self.scaling is not None else {}},
             metrics={"validation": metrics, "held_out_pairs": held_out},
         )
 

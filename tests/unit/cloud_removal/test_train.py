@@ -45,6 +45,7 @@ def test_model_file_metadata(trained):
     assert meta.bands == ["blue", "green", "red", "nir"]
     assert meta.extra_channels == ["cloud_mask"]
     assert meta.normalization["scheme"] == "per_band_clear_percentile"
+    assert meta.training["input_range"] == {}  # per-image scaling: any units do, no range to leave
     assert meta.training["inference_dropout"] is False
     assert meta.training["selected_step"] in (20, 40)
     assert meta.normalization["beyond_clip"] == "log"

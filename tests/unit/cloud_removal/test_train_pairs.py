@@ -114,6 +114,29 @@ def test_scaling_is_learned_from_the_training_pairs_and_stored_in_the_model_file
     assert min(meta.normalization["offset"]) > 500  # digital numbers, not reflectance
 
 
+def test_the_model_records_its_input_range_and_warns_on_an_image_outside_it(radiometric, ben_pairs, tmp_path):
+    """The training inputs' 0.5-99.5 % range per band is stored; an image of the same kind passes quietly, one
+    whose values lie beyond it (a brighter surface: the unseen patch x 3) gets a warning naming the layer."""
+    result, *_ = radiometric
+    pairs, _ = ben_pairs
+    stored = read_metadata(result.model_path).training["input_range"]
+    assert stored["percentiles"] == [0.5, 99.5] and len(stored["low"]) == len(stored["high"]) == 4
+    held = read_metadata(result.model_path).training["held_out"]
+    inputs = np.concatenate([gdal.Open(p.cloudy).ReadAsArray().reshape(4, -1) for p in pairs if p.name not in held],
+                            axis=1).astype(np.float64)
+    assert np.allclose(stored["low"], np.percentile(inputs, 0.5, axis=1), rtol=0.02)
+    assert np.allclose(stored["high"], np.percentile(inputs, 99.5, axis=1), rtol=0.02)
+    seen = cr.remove_clouds(raster_info(pairs[0].cloudy), str(tmp_path / "a.tif"), result.model_path,
+                            options=cr.RemovalOptions(tile=64, device="cpu"))
+    assert seen["outside_training_range"] < 0.05 and seen["warning"] is None
+    bright = write_array(str(tmp_path / "bright.tif"),
+                         3.0 * gdal.Open(pairs[0].cloudy).ReadAsArray().astype(np.float32), like=raster_info(pairs[0].cloudy))
+    warned = cr.remove_clouds(raster_info(bright, "bright"), str(tmp_path / "b.tif"), result.model_path,
+                              options=cr.RemovalOptions(tile=64, device="cpu"))
+    assert warned["outside_training_range"] > 0.5
+    assert "of the pixels of 'bright' have values outside the range" in warned["warning"]
+
+
 def test_several_pairs_of_different_sizes_train_with_whole_pairs_held_out(radiometric):
     result, lines, _ = radiometric
     meta = read_metadata(result.model_path)
