@@ -17,7 +17,9 @@ a pix2pix model trained through ``cloudfree:traincloudremoval`` with its default
 only ``--steps`` chosen (a fixed CPU budget), then ``cloudfree:removeclouds`` without a mask on each
 held-out hazy image; PSNR/SSIM (reflectance, data range 1.0) against the clear image for the
 hazy input as is, the dark-channel prior (He et al. 2009) and the shipped mask-guided model with a
-mask covering the whole image. Prints training steps/s.
+mask covering the whole image. One training run per ``--seeds`` value; medians over the runs, each
+run kept in the JSON, with the share of each scene's pixels outside the model's training range.
+Prints training steps/s.
 
 Speed (``speed``): for the ``small`` and ``full`` generator, end-to-end ``remove_clouds`` on a
 raster built from real imagery (disk to disk, with a mask) against the raw generator forward
@@ -303,8 +305,9 @@ def qgis_process(algorithm: str, *raw: str) -> dict:
     return json.loads(proc.stdout)["results"]
 
 
-def paired(steps: int) -> dict:
-    """Train pix2pix on hazy/clear pairs of some scenes through Processing; score it on others."""
+def paired(steps: int, seeds: list) -> dict:
+    """Train pix2pix on hazy/clear pairs of some scenes through Processing, once per seed; score it on others
+    (medians over the seeds, every run kept)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import paired_haze as ph
     from osgeo import gdal
@@ -312,36 +315,52 @@ def paired(steps: int) -> dict:
     _, _, comparison, raster = engine()
     tmp = Path(tempfile.mkdtemp(prefix="cloudfree-paired-"))
     pairs = ph.build(tmp / "data")
-    t0 = time.perf_counter()
-    trained = qgis_process("cloudfree:traincloudremoval", *[f"CLOUDY_LAYERS={c}" for c, _ in pairs["train"]],
-                           *[f"CLEAR_LAYERS={c}" for _, c in pairs["train"]], f"STEPS={steps}",
-                           f"OUTPUT_MODEL={tmp / 'pix2pix.safetensors'}", f"OUTPUT_REPORT={tmp / 'report.html'}")
-    train_s = time.perf_counter() - t0
-    if "error" in trained:
-        sys.exit(f"training failed: {trained['error']}")
-    results = {"training": {"pairs": len(pairs["train"]), "steps": steps, "seconds": round(train_s, 1),
-                            "steps_per_s": round(steps / train_s, 3), "report": str(tmp / "report.html")}}
 
     def score(image: str, clear: str) -> dict:
         rep = comparison.compare_rasters(raster.raster_info(image), raster.raster_info(clear), data_range=1.0)
         return {"psnr": rep["overall"]["psnr"], "ssim": rep["overall"]["ssim"], "sam": rep["overall"]["sam_degrees"]}
 
-    for name, (hazy, clear) in pairs["test"].items():
+    results = {"training": {"pairs": len(pairs["train"]), "steps": steps, "seeds": list(seeds), "runs": []}}
+    for name, (hazy, clear) in pairs["test"].items():  # the peers: the same in every run
         info = raster.raster_info(hazy)
         row = {"hazy input": score(hazy, clear)}
         dcp = str(tmp / f"{name}_dcp.tif")
         raster.write_array(dcp, ph.dark_channel_dehaze(gdal.Open(hazy).ReadAsArray()), like=info)
         row["dark channel prior"] = score(dcp, clear)
-        out = qgis_process("cloudfree:removeclouds", f"INPUT={hazy}", f"MODEL={tmp / 'pix2pix.safetensors'}",
-                           f"OUTPUT={tmp / f'{name}_pix2pix.tif'}")
-        row["pix2pix (trained here)"] = out if "error" in out else {
-            **score(out["OUTPUT"], clear), "outside_training_range": float(out["OUTSIDE_TRAINING_RANGE"])}
         ones = raster.write_array(str(tmp / f"{name}_ones.tif"), np.ones((1, info.height, info.width), np.uint8),
                                   like=info)
         out = qgis_process("cloudfree:removeclouds", f"INPUT={hazy}", f"MASK={ones}", "MASK_VALUES=1",
                            f"OUTPUT={tmp / f'{name}_maskguided.tif'}")
         row["mask-guided (shipped, mask = all)"] = out if "error" in out else score(out["OUTPUT"], clear)
+        row["pix2pix (trained here)"] = {"runs": []}
         results[name] = row
+    for seed in seeds:
+        model = tmp / f"pix2pix_seed{seed}.safetensors"
+        t0 = time.perf_counter()
+        trained = qgis_process("cloudfree:traincloudremoval", *[f"CLOUDY_LAYERS={c}" for c, _ in pairs["train"]],
+                               *[f"CLEAR_LAYERS={c}" for _, c in pairs["train"]], f"STEPS={steps}", f"SEED={seed}",
+                               f"OUTPUT_MODEL={model}", f"OUTPUT_REPORT={tmp / f'report_seed{seed}.html'}")
+        train_s = time.perf_counter() - t0
+        if "error" in trained:
+            sys.exit(f"training failed: {trained['error']}")
+        results["training"]["runs"].append({"seed": seed, "seconds": round(train_s, 1),
+                                            "steps_per_s": round(steps / train_s, 3)})
+        for name, (hazy, clear) in pairs["test"].items():
+            out = qgis_process("cloudfree:removeclouds", f"INPUT={hazy}", f"MODEL={model}",
+                               f"OUTPUT={tmp / f'{name}_pix2pix_seed{seed}.tif'}")
+            run = out if "error" in out else {**score(out["OUTPUT"], clear), "seed": seed,
+                                              "outside_training_range": float(out["OUTSIDE_TRAINING_RANGE"])}
+            results[name]["pix2pix (trained here)"]["runs"].append(run)
+    for name in pairs["test"]:
+        row = results[name]["pix2pix (trained here)"]
+        good = [r for r in row["runs"] if "psnr" in r]
+        for key in ("psnr", "ssim", "sam", "outside_training_range"):
+            if good:
+                row[key] = statistics.median(r[key] for r in good)
+    runs = results["training"]["runs"]
+    results["training"]["steps_per_s"] = statistics.median(r["steps_per_s"] for r in runs)
+    results["training"]["seconds"] = statistics.median(r["seconds"] for r in runs)
+    results["folder"] = str(tmp)
     return results
 
 
@@ -349,6 +368,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["quality", "speed", "paired", "pix2pix-speed"])
     ap.add_argument("--steps", type=int, default=1500, help="paired: training steps (the fixed CPU budget)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="paired: one training run per seed")
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=["small", "full"])
@@ -374,12 +394,12 @@ def main() -> None:
                   flush=True)
         return
     if args.what == "paired":
-        res = paired(args.steps)
+        res = paired(args.steps, args.seeds)
         t = res["training"]
-        print(f"pix2pix trained on {t['pairs']} hazy/clear pairs: {t['steps']} steps in {t['seconds']} s "
-              f"({t['steps_per_s']} steps/s)")
+        print(f"pix2pix trained on {t['pairs']} hazy/clear pairs, seeds {t['seeds']}: {t['steps']} steps in "
+              f"{t['seconds']} s ({t['steps_per_s']} steps/s, through qgis_process; medians over the seeds)")
         for scene, rows in res.items():
-            if scene == "training":
+            if scene in ("training", "folder"):
                 continue
             print(scene)
             for method, f in rows.items():
