@@ -272,6 +272,60 @@ class FillResidualGenerator(nn.Module):
         return torch.where(mask > 0.5, blended, img) + self.residual_scale * t[:, : self.bands]
 
 
+class GuidedGenerator(nn.Module):
+    """Cloud removal guided by other dates and/or radar, band by band with shared weights.
+
+    Input ``(B, 2C + 2 + R, H, W)``: the target's ``C`` bands, its cloud mask (1 = masked), the
+    guide base (``C`` bands: per pixel the nearest valid other date, its colours matched to the
+    target's clear pixels, in the target's network space; 0 where none), the base's validity
+    (1/0), then ``R`` radar channels. ``C`` is read from the input, so one model serves any band
+    count (Sentinel-2, Landsat, one NDVI band): every band is processed alone by the same U-Net,
+    which sees the band, the mask, the band's prior, the base's validity, the mean of the prior
+    and of the target over all bands (context), and the radar. The prior is the base where it is
+    valid and a smooth fill of the target elsewhere (:func:`smooth_fill`), so a pixel no guide
+    sees falls back to what an unguided fill gives. The U-Net adds a residual to the prior in the
+    masked pixels only (clear pixels are returned as given); its last layer starts at zero, so an
+    untrained model is exactly the colour-matched copy of the nearest clear date.
+    """
+
+    def __init__(self, radar: int = 0, depth: int = 5, base: int = 32, max_channels: int = 256,
+                 norm: str = "instance", dropout: float = 0.5, dropout_blocks: int = 3, upsample: str = "resize",
+                 fill_iterations: int = 24):
+        super().__init__()
+        self.radar = int(radar)
+        self.fill_iterations = fill_iterations
+        self.core = UNetGenerator(6 + self.radar, 1, depth=depth, base=base, max_channels=max_channels, norm=norm,
+                                  dropout=dropout, dropout_blocks=dropout_blocks, upsample=upsample)
+        last = [m for m in self.core.final.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def split(self, x: torch.Tensor) -> tuple:
+        """``(image, mask, base, base_valid, radar)`` of an input laid out as the class says."""
+        c = (x.shape[1] - 2 - self.radar) // 2
+        if c < 1 or 2 * c + 2 + self.radar != x.shape[1]:
+            raise ValueError(f"{x.shape[1]} input channels do not fit 2 x bands + 2 + {self.radar} radar")
+        return (x[:, :c], x[:, c:c + 1], x[:, c + 1:2 * c + 1], x[:, 2 * c + 1:2 * c + 2],
+                x[:, 2 * c + 2:])
+
+    def prior(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """The base where valid, a smooth fill of the target elsewhere, the target outside the mask."""
+        img, mask, base, valid, _ = self.split(x)
+        filled = smooth_fill(img, 1.0 - mask, self.fill_iterations, prior)
+        return torch.where(valid > 0.5, base, filled) * mask + img * (1.0 - mask)
+
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        img, mask, _, valid, radar = self.split(x)
+        start = self.prior(x, prior)
+        b, c, h, w = img.shape
+        context = [start.mean(1, keepdim=True), img.mean(1, keepdim=True)]
+        shared = torch.cat([mask, valid, *context, radar], dim=1)                 # (B, 4 + R, H, W)
+        feats = torch.cat([start.reshape(b * c, 1, h, w), img.reshape(b * c, 1, h, w),
+                           shared.unsqueeze(1).expand(b, c, *shared.shape[1:]).reshape(b * c, -1, h, w)], dim=1)
+        residual = self.core(feats).reshape(b, c, h, w)
+        return start + residual * mask
+
+
 class PatchDiscriminator(nn.Module):
     """Conditional PatchGAN: scores overlapping patches of ``cat(condition, image)`` as real or fake."""
 
@@ -368,6 +422,7 @@ def init_pix2pix_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
 ARCHITECTURES = {
     "unet_generator": UNetGenerator,
     "fill_residual_generator": FillResidualGenerator,
+    "guided_generator": GuidedGenerator,
     "patch_discriminator": PatchDiscriminator,
     "unet": UNet,
 }

@@ -119,7 +119,8 @@ def load_model(path: str, *, task: str | None = None, band_count: int | None = N
     meta = read_metadata(path)
     if task is not None and meta.task != task:
         raise ModelFileError(f"Model file '{name}' is a '{meta.task}' model; a '{task}' model is needed here.")
-    if band_count is not None and band_count != meta.band_count:
+    # a model that processes bands one at a time says so (training["any_band_count"]) and takes any count
+    if band_count is not None and band_count != meta.band_count and not meta.training.get("any_band_count"):
         raise ModelFileError(
             f"Model '{name}' expects {meta.band_count} band(s) ({', '.join(map(str, meta.bands))}) "
             f"but layer '{layer}' provides {band_count}; choose the model's bands with the BANDS parameter."

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -16,12 +17,13 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
+from .guides import GuideParameters
 from .common import device_parameter, device_value, parse_values, tile_parameter
 
 DEFAULT_MODEL = "cloud_removal_small.safetensors"
 
 
-class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
+class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     INPUT = "INPUT"
     BANDS = "BANDS"
     MODEL = "MODEL"
@@ -34,6 +36,11 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
     OUTSIDE_TRAINING_RANGE = "OUTSIDE_TRAINING_RANGE"
+    METHOD = "METHOD"
+    #: (engine value, label) of the METHOD choice
+    METHODS = (("model", "the model (shipped or MODEL)"),
+               ("matched_copy", "copy of the nearest clear guide date, colours matched (needs guides)"),
+               ("fusion", "median composite of the guide dates (needs guides and a mask)"))
 
     NAME = "removeclouds"
     DISPLAY_NAME = "Remove clouds (pix2pix)"
@@ -66,6 +73,7 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         "range of the values it was trained on; when much of the image lies outside it (snow after training on "
         "green land, another sensor, other units) the log warns and <i>OUTSIDE_TRAINING_RANGE</i> says how much: "
         "a model only knows the surfaces its pairs showed it.</p>"
+    ) + GuideParameters.GUIDES_HELP + (
         "<p><b>Model</b>: empty = the model shipped with the plugin (mask-guided; its metadata says what it was "
         "trained on). Train your own with <i>Train cloud removal model</i>: with cloudy/clear pairs and no masks "
         "for a pix2pix model that needs no mask here.</p>"
@@ -80,8 +88,12 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask", optional=True))
         self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values to replace (comma-separated)",
                                                        "1,2", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster",
-                                                            optional=True))
+        self.add_guide_parameters()
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", [label for _, label in self.METHODS],
+                                                     defaultValue=0))
+        aux = QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True)
+        aux.setFlags(aux.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(aux)
         self.addParameter(tile_parameter(self.TILE_SIZE))
         self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (empty = a quarter of "
                                                        "the tile, at most 32)", QgsProcessingParameterNumber.Integer,
@@ -97,24 +109,51 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
                                                  "the model was trained on (-1 = the model records none)"))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
+        import tempfile
+
+        from ..models.cloud_removal.baselines import fusion_composite, matched_copy_model
+
+        method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
+        src = self.raster_info(parameters, self.INPUT, context)
+        mask = self.raster_info(parameters, self.MASK, context, optional=True)
+        mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2",
+                                   self.MASK_VALUES)
+        guides = self.guides(parameters, context)
+        for g in guides:
+            feedback.pushInfo(f"Guide '{g.name}': {g.kind}" + (f", its clouds from '{g.mask}'" if g.mask else ""))
+        out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
+        if method == "fusion":
+            fusion_composite(src, out, guides, bands=self.parameterAsString(parameters, self.BANDS, context) or None,
+                             mask=mask, mask_values=mask_values, progress=progress, cancelled=cancelled)
+            return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0}
+        with tempfile.TemporaryDirectory(prefix="cloudfree-copy-") as folder:
+            if method == "matched_copy":
+                model = matched_copy_model(folder)
+                guides = [g for g in guides if g.kind != "radar"]
+            else:
+                model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL)
+            summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,
+                                     progress, cancelled)
+        outside = summary.get("outside_training_range")
+        return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside}
+
+    def run_model(self, parameters, context, feedback, src, mask, mask_values, guides, model, out, progress,
+                  cancelled) -> dict:
+        """removeclouds with a model file: bands checked against the model, the run, the log."""
         from ..models.cloud_removal import RemovalOptions, remove_clouds
         from ..models.raster import parse_bands
         from ..models.weights import read_metadata
 
-        src = self.raster_info(parameters, self.INPUT, context)
-        mask = self.raster_info(parameters, self.MASK, context, optional=True)
         aux = self.raster_info(parameters, self.AUX, context, optional=True)
-        model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL)
         meta = read_metadata(model)
         band_text = self.parameterAsString(parameters, self.BANDS, context)
-        if not band_text and src.band_count < meta.band_count:
+        any_bands = bool(meta.training.get("any_band_count"))  # a guided model takes any band count
+        if not band_text and src.band_count < meta.band_count and not any_bands:
             raise QgsProcessingException(
                 f"Layer '{src.name}' has {src.band_count} band(s) but the model expects {meta.band_count} "
                 f"({', '.join(map(str, meta.bands))}).")
-        bands = parse_bands(band_text, src.band_count, src.name, default=range(1, meta.band_count + 1))
-        mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2",
-                                   self.MASK_VALUES)
-        out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
+        bands = parse_bands(band_text, src.band_count, src.name,
+                            default=range(1, (src.band_count if any_bands else meta.band_count) + 1))
         feedback.pushInfo(f"Model: {os.path.basename(model)} ({meta.architecture}, bands "
                           f"{', '.join(map(str, meta.bands))}, scaling "
                           f"{meta.normalization.get('scheme', 'per_band_clear_percentile')}; trained on: "
@@ -126,18 +165,19 @@ class RemoveCloudsAlgorithm(CloudFreeAlgorithm):
                                  device=device_value(self, parameters, context, self.DEVICE),
                                  feather=self.feather_width(parameters, context))
         summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
-                                aux=[aux] if aux else None, options=options, progress=progress,
+                                aux=[aux] if aux else None, guides=guides, options=options, progress=progress,
                                 cancelled=cancelled)
         if summary.get("warning"):
             feedback.pushWarning(summary["warning"])
+        for g in summary.get("guides", []):
+            feedback.pushInfo(f"Guide '{g.get('name')}': covers {100 * g.get('coverage', 0):.0f} % of the input")
         feedback.pushInfo(f"Done in {summary['seconds']:.1f} s on {summary['device']} (tile {summary['tile']}, "
                           f"overlap {summary['overlap']})"
                           + (f"; {summary['masked_pixels']} masked pixels replaced, feathered over "
                              f"{summary['feather']:g} px" if mask else "")
                           + ("; the raster is smaller than one tile and was mirror-padded" if summary["padded"]
                              else ""))
-        outside = summary.get("outside_training_range")
-        return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside}
+        return summary
 
     def optional_int(self, parameters, name: str, context) -> int | None:
         """An optional integer parameter, or None when it is not set."""

@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
+from .guides import GuideParameters
 from .common import device_parameter, device_value, parse_values, tile_parameter
 
 SIZES = ("small", "full")
@@ -23,6 +24,7 @@ GENERATOR_CHOICES = (
     ("auto", "auto: pix2pix for cloudy/clear pairs, unmix_blend for synthetic clouds"),
     ("pix2pix", "pix2pix (the paper's U-Net: learns any cloudy-to-clear mapping, needs no mask)"),
     ("unmix_blend", "unmix_blend (mask-guided filling of thick clouds; needs masks)"),
+    ("guided", "guided (by other dates and/or radar; chosen when guides are given)"),
 )
 #: (engine value, label) of the SCALING choice
 SCALING_CHOICES = (
@@ -36,7 +38,7 @@ SCALING_CHOICES = (
 GAN_MODES = ("vanilla", "lsgan")
 
 
-class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
+class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
     CLOUDY = "CLOUDY"
     CLEAR = "CLEAR"
     MASK = "MASK"
@@ -87,6 +89,12 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
         "in <b>mask values</b> are clouds.</p>"
         "<p><b>Synthetic clouds</b>: give only a <b>clear</b> raster; clouds, shadows and gaps are made on the "
         "fly (a mask then marks the clear raster's unusable pixels).</p>"
+        "<p><b>Guided by other dates and radar</b> (self-supervised, no cloud-free pair needed): give the "
+        "<b>clear</b> raster (a date of your stack, with its <b>mask</b>: its real clouds are left out) and "
+        "<b>guides</b> (other dates of the same place with their masks, and/or Sentinel-1 radar). Synthetic "
+        "clouds are laid over the clear pixels and the guided generator learns to restore them from the "
+        "guides, so it learns your area's seasons and sensors. The model then removes clouds with the same "
+        "kinds of guides.</p>"
         "<p><b>Generator</b> (advanced): <i>pix2pix</i>, the paper's U-Net (default for pairs), generates every "
         "pixel; <i>unmix_blend</i> (default for synthetic clouds, the shipped model) fills what a mask marks, "
         "recovering the ground under thin clouds by linear unmixing, and needs masks. <b>Model size</b>: "
@@ -149,7 +157,10 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
                                                      behavior=QgsProcessingParameterFile.Folder, optional=True))
         self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds "
                                                        "(comma-separated)", "1,2", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True))
+        self.add_guide_parameters()
+        aux = QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True)
+        aux.setFlags(aux.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(aux)
         self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
                                                        optional=True))
 
@@ -208,6 +219,10 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
                              "raster, cloudy and clear rasters (several pairs), a pairs file or a pairs folder.")
         if aux is not None and (pairs or clear is None):
             raise InputError(f"The auxiliary raster '{aux.name}' works with one pair or one clear raster only.")
+        guides = self.guides(parameters, context)
+        if guides and (pairs or clear is None):
+            raise InputError("Guides (other dates, radar) train with one target raster: give CLEAR (and its MASK; "
+                             "synthetic clouds are laid over its clear pixels) or one CLOUDY and CLEAR pair.")
         reference = clear or raster_info(pairs[0].clear)
         bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), reference.band_count,
                             reference.name)
@@ -221,7 +236,7 @@ class TrainCloudRemovalAlgorithm(CloudFreeAlgorithm):
             sources.append(TrainingSource(clear=clear.path, bands=bands, cloudy=cloudy.path if cloudy else None,
                                           mask=mask.path if mask else None, clear_values=clear_values,
                                           cloud_values=cloud_values, aux=[(aux.path, None)] if aux else [],
-                                          name=clear.name))
+                                          guides=guides, name=clear.name))
         sources += pair_sources(pairs, bands=bands, cloud_values=cloud_values)
         names = [reference.descriptions[b - 1] or f"band {b}" for b in bands]
         what = (f"{len(sources)} source(s): {sum(s.paired for s in sources)} cloudy/clear pair(s), "

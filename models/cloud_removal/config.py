@@ -41,7 +41,8 @@ GAN_MODES = ("vanilla", "lsgan")
 NORM_LAYERS = ("instance", "batch", "none")
 AUTO = "auto"
 PIX2PIX = "pix2pix"
-MASK_GUIDED = ("unmix_blend",)  # generators that fill what a mask marks
+GUIDED = "guided"  # the generator guided by other dates and/or radar (sources with guides)
+MASK_GUIDED = ("unmix_blend", GUIDED)  # generators that fill what a mask marks
 GENERATOR_KINDS = (PIX2PIX, *MASK_GUIDED)
 GENERATOR_ALIASES = {"plain": PIX2PIX}  # the name of the pix2pix generator in files written before it was chosen
 LEARNED, PER_IMAGE = "learned", "per_image"
@@ -80,7 +81,7 @@ class TrainConfig:
     mask_l1_weight: float = 4.0           # L1 weight of a masked pixel relative to a clear one
     gan_mode: str = "vanilla"             # vanilla (BCE) or lsgan
     use_mask_channel: Optional[bool] = None   # None: see resolve_choices
-    generator: str = AUTO                 # auto, pix2pix, unmix_blend (plain = pix2pix)
+    generator: str = AUTO                 # auto, pix2pix, unmix_blend, guided (plain = pix2pix)
     scaling: str = AUTO                   # auto, learned, a reflectance preset, per_image (see resolve_choices)
     residual_scale: float = 0.0           # unmix_blend: bound of a free residual added to the blend (0 = none)
     synthetic: dict = field(default_factory=dict)
@@ -145,18 +146,34 @@ class TrainingChoices:
         return self.generator == PIX2PIX
 
 
+def guide_signature(guides: list) -> tuple:
+    """``(has optical guides, radar band count)`` of a source's guides; radar without known bands counts 2."""
+    radar = sum(len(g.bands) if g.bands else 2 for g in guides if g.kind == "radar")
+    return (any(g.kind != "radar" for g in guides), radar)
+
+
 def resolve_choices(config: TrainConfig, sources: list) -> TrainingChoices:
     """The generator, decoder, mask channel and scaling of a run on ``sources`` (:class:`~.sources.TrainingSource`).
 
-    ``generator="auto"``: ``unmix_blend`` when every source is a clear raster for synthetic
-    clouds, else ``pix2pix``. ``use_mask_channel=None``: always for the mask-guided generators;
+    ``generator="auto"``: ``guided`` when the sources have guides (other dates, radar),
+    ``unmix_blend`` when every source is a clear raster for synthetic clouds, else ``pix2pix``.
+    Guides are all-or-none: every source has the same kinds of guides, or none has. ``use_mask_channel=None``: always for the mask-guided generators;
     for pix2pix when every source has a mask (synthetic clouds always do). ``scaling="auto"``:
     learned for pix2pix, per image for the mask-guided generators, which work in the per-image
     network space (their linear unmixing assumes it) and refuse a fixed scaling.
     """
     kind = GENERATOR_ALIASES.get(config.generator, config.generator)
+    guided = {guide_signature(s.guides) for s in sources}
+    if len(guided) > 1:
+        raise InputError("Every training source needs the same kinds of guides (optical dates and radar bands); "
+                         f"these differ: {sorted(guided)}.")
+    has_guides = bool(sources) and guided != {(False, 0)}
     if kind == AUTO:
-        kind = "unmix_blend" if sources and not any(s.paired for s in sources) else PIX2PIX
+        kind = GUIDED if has_guides else "unmix_blend" if sources and not any(s.paired for s in sources) else PIX2PIX
+    if kind == GUIDED and not has_guides:
+        raise InputError("The guided generator needs guides (other dates or radar) for every training source.")
+    if has_guides and kind != GUIDED:
+        raise InputError(f"Guides (other dates, radar) are used by the guided generator only, not by {kind}.")
     every_masked = all(s.mask is not None or not s.paired for s in sources)
     mask_channel = config.use_mask_channel
     if mask_channel is None:

@@ -14,7 +14,8 @@ it, whose padding is never a target (:func:`pad_to_tile`). Augmentation: random 
 Network space: per image (each source's own clear-pixel statistics, the target mapped with the
 input's, as at inference) or, after :meth:`CropSampler.use_fixed_scaling`, one fixed map applied
 to input and target alike, so the network can learn a change of brightness and colour.
-Auxiliary rasters are always scaled per image.
+Auxiliary rasters are always scaled per image; guides as :mod:`.guided` lays them out (the guide
+base with the target's own map, radar with one fixed map).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..augment import augment, random_transform
 from ..errors import InputError
 from ..normalization import FixedScaling
 from ..windows import Window, iter_windows
+from .guided import guide_channels
 from .scaling import band_centres, normalize, settings
 from .sources import OpenSource, TrainingSource
 from .synthetic import add_synthetic_clouds, vary_band_contrast
@@ -78,7 +80,7 @@ class CropSampler:
             nb = len(o.bands)
             self.sources.append(o)
         self.band_count = nb
-        aux_counts = {sum(len(ab) for _, ab in o.aux_infos) for o in self.sources}
+        aux_counts = {self.aux_channels(o) for o in self.sources}
         if len(aux_counts) != 1:
             raise InputError("All training sources must have the same number of auxiliary channels.")
         self.aux_count = aux_counts.pop()
@@ -91,6 +93,15 @@ class CropSampler:
         self.weights = areas / areas.sum()
         self.drawn_windows = []  # (source index, window) of the training crops, for tests/benchmarks
         self.fixed = None        # FixedScaling of input and target; None = per image
+
+    def aux_channels(self, o: OpenSource) -> int:
+        """Network channels after the bands and the mask: auxiliary rasters, or the guide channels
+        (base, validity, radar: :mod:`.guided`)."""
+        generic = sum(len(ab) for _, ab in o.aux_infos[:len(o.aux_stats)])
+        if o.guides is None:
+            return generic
+        radar = o.guides.radar.band_count if o.guides.radar is not None else 0
+        return generic + len(o.bands) + 1 + radar
 
     def use_fixed_scaling(self, scaling: FixedScaling) -> None:
         """Map inputs and targets with ``scaling`` from now on (instead of per-image statistics)."""
@@ -140,8 +151,13 @@ class CropSampler:
         parts = [x_img]
         if self.use_mask_channel:
             parts.append(mask[None].astype(np.float32))
-        for a, st in zip(aux, o.aux_stats):
+        generic, base, radar = o.split_aux(aux)
+        for a, st in zip(generic, o.aux_stats):
             parts.append(normalize(np.asarray(a, dtype=np.float64), st, self.normalization))
+        if o.guides is not None:
+            to_network = (self.fixed.to_network if self.fixed is not None else
+                          (lambda a: normalize(a, o.stats, self.normalization)))
+            parts += guide_channels(base, radar, len(o.bands), to_network, valid.shape)
         x = np.concatenate(parts, axis=0)
         return x, y, known & valid, mask
 

@@ -35,9 +35,9 @@ same in training and inference and does not depend on the batch size).
 from __future__ import annotations
 
 from ..errors import InputError
-from .config import DEFAULT_NORMALIZATION, GENERATOR_ALIASES, MODEL_SIZES, PIX2PIX
+from .config import DEFAULT_NORMALIZATION, GENERATOR_ALIASES, GUIDED, MODEL_SIZES, PIX2PIX
 
-GENERATORS = {PIX2PIX: "unet_generator", "unmix_blend": "fill_residual_generator",
+GENERATORS = {PIX2PIX: "unet_generator", "unmix_blend": "fill_residual_generator", GUIDED: "guided_generator",
               "plain": "unet_generator"}  # plain: the former name of pix2pix
 FILL_ARCHITECTURE = "fill_residual_generator"  # generators that start from a fill of the masked pixels
 DISCRIMINATOR = "patch_discriminator"
@@ -61,7 +61,9 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
       the smooth fill (it shifts the logit of ``1 - opacity`` by up to +-4) and adds a free
       residual bounded by ``residual_scale`` (0 = none);
     - ``pix2pix`` (alias ``plain``): the paper's U-Net, which sees the cloudy pixels (and the mask
-      channel, when the run has one) and generates every pixel.
+      channel, when the run has one) and generates every pixel;
+    - ``guided``: :class:`networks.GuidedGenerator`, band by band from the colour-matched nearest
+      clear other date and/or radar (:mod:`.guides`); any band count.
     Trained on one scene and validated on another, every free residual lowered the scores
     (README), so the default has none.
     """
@@ -70,6 +72,10 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
         return GENERATORS[PIX2PIX], hp
     if kind not in GENERATORS:
         raise InputError(f"Unknown generator '{kind}': use {', '.join(GENERATORS)}.")
+    if kind == GUIDED:  # input: bands, mask, guide base, its validity, radar (networks.GuidedGenerator)
+        radar = in_channels - 2 * out_channels - 2
+        return GENERATORS[GUIDED], {"radar": int(radar), **{k: v for k, v in hp.items()
+                                                            if k not in ("in_channels", "out_channels")}}
     from ..networks import PLAUSIBLE_RANGE, TRUST_POWER
 
     fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}

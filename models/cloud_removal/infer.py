@@ -21,9 +21,10 @@ same pixel and blur or seam the cross-fade.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,10 +32,11 @@ from ..errors import InputError
 from ..grids import check_same_grid
 from ..raster import RasterInfo, parse_bands
 from ..runtime import CancelCheck, Progress, check_cancelled
-from .config import TASK
+from . import guided
+from .config import GUIDED, TASK
 from .domain import outside_fraction, warning
 from .feathering import MaskFeathering
-from .generators import FILL_ARCHITECTURE
+from .generators import FILL_ARCHITECTURE, GENERATORS
 from .prior import coarse_fill_prior
 from .scaling import ModelScaling, ValueMap, model_scaling
 
@@ -67,6 +69,8 @@ class CloudyInput:
     mask: RasterInfo | None
     mask_values: np.ndarray
     aux: list  # [(RasterInfo, bands)]
+    guides: list = field(default_factory=list)   # guides.Guide: other dates, radar
+    prepared: object = None                      # guides.PreparedGuides on the input's grid, once prepared
 
     @property
     def aux_channels(self) -> int:
@@ -93,7 +97,11 @@ class RemovalModel:
 
     @property
     def uses_fill(self) -> bool:
-        return self.meta.architecture == FILL_ARCHITECTURE
+        return self.meta.architecture in (FILL_ARCHITECTURE, GENERATORS[GUIDED])
+
+    @property
+    def is_guided(self) -> bool:
+        return guided.is_guided(self.meta.extra_channels)
 
     @property
     def needs_mask(self) -> bool:
@@ -103,6 +111,12 @@ class RemovalModel:
     @property
     def aux_channels(self) -> int:
         return sum(1 for c in self.meta.extra_channels if str(c).startswith("aux:"))
+
+    @property
+    def guide_kinds(self) -> tuple:
+        """``(optical, radar bands)`` the model was trained with."""
+        kinds = self.meta.training.get("guide_kinds") or {}
+        return bool(kinds.get("optical", True)), guided.radar_bands(self.meta.extra_channels)
 
 
 @dataclass
@@ -114,8 +128,8 @@ class ValueMaps:
 
 
 def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None, mask: RasterInfo | None = None,
-                  mask_values=(1, 2), aux=None, options: RemovalOptions | None = None, progress: Progress = None,
-                  cancelled: CancelCheck = None) -> dict:
+                  mask_values=(1, 2), aux=None, guides=None, options: RemovalOptions | None = None,
+                  progress: Progress = None, cancelled: CancelCheck = None) -> dict:
     """Replace clouds in ``src`` with generated pixels; write ``out_path`` on ``src``'s grid.
 
     ``bands``: the bands of ``src`` the model expects (default: all). ``mask`` (optional): a
@@ -124,16 +138,32 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     over ``options.feather`` pixels, and all other pixels are copied bit-identically. Without a
     mask every pixel is generated (a mask-guided model then raises :class:`InputError`).
     ``aux``: auxiliary rasters (RasterInfo or ``(RasterInfo, bands)``) on ``src``'s grid, as
-    many channels as the model was trained with. ``options``: tile size, overlap, batch size,
+    many channels as the model was trained with. ``guides``: other dates of the same place and/or
+    radar (:class:`~.guides.Guide`, any grid: warped onto ``src``'s), which a guided model needs
+    (those it was trained with); where no guide date is valid a guided model falls back to a fill.
+    ``options``: tile size, overlap, batch size,
     device and feathering (:class:`RemovalOptions`). Returns a summary dict; its
     ``outside_training_range`` is the share of pixels outside the range the model was trained on
     (:mod:`.domain`) and ``warning`` a sentence for the analyst when that share is large.
     """
     check_cancelled(cancelled)
     options = options or RemovalOptions()
-    inputs = cloudy_input(src, bands, mask, mask_values, aux)
+    inputs = cloudy_input(src, bands, mask, mask_values, aux, guides)
     model = load_removal_model(model_path, inputs, options.device)
     check_input_fits(model, inputs)
+    with tempfile.TemporaryDirectory(prefix="cloudfree-guides-") as folder:
+        if model.is_guided:
+            inputs = prepare_input_guides(model, inputs, folder, progress, cancelled)
+        result = _remove(model, inputs, src, out_path, options, progress, cancelled)
+    if inputs.prepared is not None:
+        result["guides"] = inputs.prepared.report
+    return result
+
+
+def _remove(model, inputs: CloudyInput, src: RasterInfo, out_path: str, options: RemovalOptions, progress,
+            cancelled) -> dict:
+    """The stages after loading: tile size, value maps, feathering, the prior, the tiles, the summary."""
+    mask = inputs.mask
     tile = tile_size(model, options)
     options = replace(options, overlap=tile_overlap(options, tile))
     maps = value_maps(model, inputs)
@@ -151,10 +181,36 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
 # --------------------------------------------------------------------------- stages
 
 
-def cloudy_input(src: RasterInfo, bands, mask: RasterInfo | None, mask_values, aux) -> CloudyInput:
+def cloudy_input(src: RasterInfo, bands, mask: RasterInfo | None, mask_values, aux, guides=None) -> CloudyInput:
     """Parse the bands, the mask values and the auxiliary rasters of one run."""
     return CloudyInput(src=src, bands=parse_bands(bands, src.band_count, src.name), mask=mask,
-                       mask_values=np.asarray([float(v) for v in mask_values]), aux=_as_aux_list(aux))
+                       mask_values=np.asarray([float(v) for v in mask_values]), aux=_as_aux_list(aux),
+                       guides=list(guides or []))
+
+
+def prepare_input_guides(model: RemovalModel, inputs: CloudyInput, folder: str, progress, cancelled) -> CloudyInput:
+    """The guides a guided model needs, checked by kind and prepared onto the input's grid."""
+    from .guides import prepare_guides
+
+    optical, radar = model.guide_kinds
+    given_optical = [g for g in inputs.guides if g.kind != "radar"]
+    given_radar = [g for g in inputs.guides if g.kind == "radar"]
+    needs = (["another date of the same place (an optical guide)"] if optical and not given_optical else []) + (
+        [f"Sentinel-1 radar ({radar} band(s): VV, VH in dB or linear)"] if radar and not given_radar else [])
+    if needs:
+        raise InputError(f"Model '{model.label}' is guided: to clear layer '{inputs.src.name}' it needs "
+                         f"{' and '.join(needs)} in GUIDES.")
+    if given_radar and not radar:
+        raise InputError(f"Model '{model.label}' was not trained with radar; remove the radar guide(s) "
+                         f"{', '.join(g.name or os.path.basename(g.path) for g in given_radar)}.")
+    if given_optical and not optical:
+        raise InputError(f"Model '{model.label}' was trained with radar only; remove the optical guide(s).")
+    prepared = prepare_guides(inputs.src, inputs.bands, inputs.guides, folder, target_mask=inputs.mask,
+                              cloud_values=tuple(inputs.mask_values), progress=progress, cancelled=cancelled)
+    if prepared.radar is not None and prepared.radar.band_count != radar:
+        raise InputError(f"Model '{model.label}' expects {radar} radar band(s); the radar guides give "
+                         f"{prepared.radar.band_count}.")
+    return replace(inputs, prepared=prepared)
 
 
 def _as_aux_list(aux) -> list:
@@ -187,6 +243,9 @@ def load_removal_model(model_path: str, inputs: CloudyInput, device: str) -> Rem
 
 def check_input_fits(model: RemovalModel, inputs: CloudyInput) -> None:
     """The auxiliary channels and the mask the model needs, all rasters on one grid."""
+    if inputs.guides and not model.is_guided:
+        raise InputError(f"Model '{model.label}' uses no guides; leave GUIDES empty or train a guided model "
+                         "(traincloudremoval with guides).")
     if inputs.aux_channels != model.aux_channels:
         raise InputError(f"Model '{model.label}' was trained with {model.aux_channels} auxiliary "
                          f"channel(s); {inputs.aux_channels} were given.")
@@ -268,6 +327,14 @@ class GeneratorTiles:
         for (_, ab), aux_map in zip(inputs.aux, self.maps.aux):
             parts.append(aux_map.to_network(batch[:, pos:pos + len(ab)].astype(np.float64)))
             pos += len(ab)
+        if inputs.prepared is not None:
+            base = radar = None
+            if inputs.prepared.base is not None:
+                base, pos = batch[:, pos:pos + nb], pos + nb
+            if inputs.prepared.radar is not None:
+                r = inputs.prepared.radar.band_count
+                radar, pos = batch[:, pos:pos + r], pos + r
+            parts += guided.guide_channels(base, radar, nb, self.maps.image.to_network, valid.shape)
         return np.concatenate(parts, axis=1), pos
 
     def __call__(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -294,6 +361,9 @@ def run_generator(model: RemovalModel, inputs: CloudyInput, maps: ValueMaps,
     src, bands = inputs.src, inputs.bands
     nb = len(bands)
     extra = ([(inputs.mask, [1])] if inputs.mask is not None else []) + list(inputs.aux)
+    if inputs.prepared is not None:
+        extra += [(info, list(range(1, info.band_count + 1)))
+                  for info in (inputs.prepared.base, inputs.prepared.radar) if info is not None]
     if prior is not None:
         extra.append((prior, list(range(1, nb + 1))))
     descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -16,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..grids import check_same_grid
 from ..normalization import FixedScaling
-from ..raster import parse_bands, raster_info, read_decimated, read_window, valid_mask
+from ..raster import parse_bands, raster_info, read_decimated, read_window, unique_values, valid_mask
 from ..windows import Window
 from .scaling import image_statistics
 
@@ -34,6 +35,8 @@ class TrainingSource:
     Paired mode: ``cloudy`` and ``clear`` share a grid; ``mask`` (on that grid) marks the
     clouds of ``cloudy`` with ``cloud_values``; it feeds the mask channel.
     ``aux``: further conditioning rasters ``[(path, bands), ...]`` on the same grid.
+    ``guides``: other dates of the same place and/or radar (:class:`~.guides.Guide`, any grid),
+    prepared onto the source's grid when it is opened; the guided generator learns from them.
     """
 
     clear: str
@@ -44,6 +47,7 @@ class TrainingSource:
     clear_values: Optional[tuple] = None
     cloud_values: tuple = (1, 2)
     aux: list = field(default_factory=list)
+    guides: list = field(default_factory=list)
     val_fraction: float = 0.2
     name: str = ""
     role: str = "train+validation"   # or "train" (no validation block) or "validation" (never trained on)
@@ -133,6 +137,7 @@ class OpenSource:
         (self.t0, self.t1), (self.v0, self.v1) = src.split(tile, self.clear_info.height)
         self.height, self.width = self.clear_info.height, self.clear_info.width
         self._compute_statistics()
+        self.guides = self._prepare_guides()
 
     def _describe_rasters(self, band_count: int | None) -> None:
         """Describe the clear, cloudy, mask and auxiliary rasters, check bands and grids."""
@@ -174,6 +179,40 @@ class OpenSource:
                                           clear_values=src.clear_values if self.mask_info else None,
                                           rows=rows, normalization=norm)
         self.aux_stats = [image_statistics(ai, ab, rows=rows, normalization=norm) for ai, ab in self.aux_infos]
+
+    def _prepare_guides(self):
+        """The guides on this source's grid (:func:`~.guides.prepare_guides`), kept in a temporary folder
+        for the life of the source; they become the last auxiliary rasters (base, then radar)."""
+        src = self.src
+        if not src.guides:
+            return None
+        from .guides import prepare_guides
+
+        if self.aux_infos:
+            raise InputError(f"Training source '{self.name}': give guides or auxiliary rasters, not both.")
+        self._guide_folder = tempfile.TemporaryDirectory(prefix="cloudfree-guides-")
+        if src.paired:
+            target, bands, cloud_values = self.cloudy_info, self.cloudy_bands, src.cloud_values
+        else:
+            target, bands = self.clear_info, self.bands
+            cloud_values = (() if self.mask_info is None or src.clear_values is None else
+                            tuple(v for v in unique_values(self.mask_info) if v not in set(src.clear_values)))
+        prepared = prepare_guides(target, bands, list(src.guides), self._guide_folder.name,
+                                  target_mask=self.mask_info, cloud_values=cloud_values)
+        for info in (prepared.base, prepared.radar):
+            if info is not None:
+                self.aux_infos.append((info, list(range(1, info.band_count + 1))))
+        return prepared
+
+    def split_aux(self, arrays: list) -> tuple:
+        """``(auxiliary arrays, guide base or None, radar or None)`` of the ``aux`` of :meth:`read`."""
+        if self.guides is None:
+            return arrays, None, None
+        n = len(arrays) - (self.guides.base is not None) - (self.guides.radar is not None)
+        rest = list(arrays[n:])
+        base = rest.pop(0) if self.guides.base is not None else None
+        radar = rest.pop(0) if self.guides.radar is not None else None
+        return arrays[:n], base, radar
 
     def scaling_sample(self, max_size: int = SCALING_SAMPLE) -> list:
         """Per band, the valid values of the input and the target over the training rows (decimated

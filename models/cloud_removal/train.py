@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import Cancelled
 from ..normalization import FixedScaling
 from ..runtime import CancelCheck, Progress, check_cancelled, report
-from . import checkpoints
+from . import checkpoints, guided
 from .config import DEFAULT_NORMALIZATION, LEARNED, TASK, TrainConfig, TrainResult, resolve_choices
 from .crops import CropSampler
 from .domain import input_range
@@ -371,8 +371,11 @@ class TrainingRun:
 
         c, sampler, choices = self.config, self.sampler, self.choices
         band_names = c.band_names or [f"band_{b}" for b in sampler.sources[0].bands]
+        first = sampler.sources[0]
         extra = (["cloud_mask"] if choices.mask_channel else []) + [
-            f"aux:{ai.name}:{b}" for ai, ab in sampler.sources[0].aux_infos for b in ab]
+            f"aux:{ai.name}:{b}" for ai, ab in first.aux_infos[:len(first.aux_stats)] for b in ab]
+        if first.guides is not None:
+            extra += guided.channel_names(first.guides.radar.band_count if first.guides.radar is not None else 0)
         validation = "; ".join(
             f"{o.name}: " + ("whole raster (validation only)" if o.src.role == "validation" else
                              "none (training only)" if o.src.role == "train" else
@@ -389,10 +392,20 @@ class TrainingRun:
                               f"(masked pixels x {c.mask_l1_weight})",
                       "validation": validation, "held_out": list(self.held_out_pairs),
                       "sources": [o.name for o in sampler.sources],
+                      "guides": {o.name: o.guides.report for o in sampler.sources if o.guides is not None},
+                      **self.guide_metadata(),
                       # fixed scaling: the model expects these units, and says when an image leaves their range
                       "input_range": input_range(sampler.sources) if self.scaling is not None else {}},
             metrics={"validation": metrics, "held_out_pairs": held_out},
         )
+
+    def guide_metadata(self) -> dict:
+        """What a guided model expects (the kinds of guides) and that it serves any band count."""
+        first = self.sampler.sources[0]
+        if first.guides is None:
+            return {}
+        radar = first.guides.radar.band_count if first.guides.radar is not None else 0
+        return {"guide_kinds": {"optical": first.guides.base is not None, "radar": radar}, "any_band_count": True}
 
     def finish(self, out_model_path: str) -> TrainResult:
         """Keep the best generator, make the report samples and write the model file."""

@@ -69,6 +69,7 @@ def test_registry_rebuilds_every_architecture():
                      ("fill_residual_generator", {"bands": 4, "extra_channels": 1, "depth": 4, "base": 8}),
                      ("fill_residual_generator", {"bands": 4, "extra_channels": 1, "depth": 4, "base": 8,
                                                   "base_fill": "unmix", "head": "blend", "residual_scale": 0.0}),
+                     ("guided_generator", {"radar": 2, "depth": 3, "base": 8}),
                      ("patch_discriminator", {"in_channels": 9, "base": 8}),
                      ("unet", {"in_channels": 2, "out_channels": 1})):
         assert isinstance(networks.build(name, hp), torch.nn.Module)
@@ -168,3 +169,38 @@ def test_unmix_fill_treats_tinted_thick_cloud_as_opaque():
     inside = mask[0, 0] > 0
     assert float(out[0][:, inside].abs().max()) <= networks.PLAUSIBLE_RANGE + networks.PLAUSIBLE_MARGIN
     assert float((out - fill)[0][:, tinted].abs().max()) < 0.1
+
+
+def _guided_input(bands: int, radar: int, seed: int = 0) -> torch.Tensor:
+    """``[bands, mask, base, base validity, radar]`` with a square cloud and a guide valid on its left half."""
+    g = torch.Generator().manual_seed(seed)
+    img, base = torch.rand(1, bands, 64, 64, generator=g), torch.rand(1, bands, 64, 64, generator=g)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    valid = torch.zeros(1, 1, 64, 64)
+    valid[..., :, :32] = 1
+    return torch.cat([img, mask, base * valid, valid, torch.rand(1, radar, 64, 64, generator=g)], dim=1)
+
+
+@pytest.mark.parametrize("bands", [1, 3, 4])
+def test_untrained_guided_generator_copies_the_valid_guide_and_fills_the_rest(bands):
+    """The residual starts at zero: inside the mask the guide base where it is valid and the smooth fill where
+    it is not; outside the mask the input itself. One set of weights serves any band count."""
+    net = networks.build("guided_generator", {"radar": 2, "depth": 3, "base": 8}).eval()
+    x = _guided_input(bands, 2)
+    with torch.no_grad():
+        y = net(x)
+    img, mask, base, valid, _ = net.split(x)
+    fill = networks.smooth_fill(img, 1.0 - mask)
+    assert y.shape == img.shape
+    assert torch.equal(y[..., :16, :], img[..., :16, :])  # clear rows untouched
+    inside = mask.bool().expand_as(img)
+    guided = inside & valid.bool().expand_as(img)
+    assert torch.allclose(y[guided], base[guided])
+    assert torch.allclose(y[inside & ~guided], fill[inside & ~guided], atol=1e-6)
+
+
+def test_guided_generator_refuses_a_layout_that_does_not_fit_its_radar():
+    net = networks.build("guided_generator", {"radar": 2, "depth": 3, "base": 8})
+    with pytest.raises(ValueError, match="do not fit"):
+        net(torch.zeros(1, 2 * 4 + 2 + 1, 64, 64))

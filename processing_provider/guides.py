@@ -1,0 +1,97 @@
+"""The guide parameters removeclouds and traincloudremoval share: other dates of the same place
+and Sentinel-1 radar, turned into the engine's ``Guide`` list."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsRasterLayer,
+)
+
+RADAR_UNITS = ("auto", "db", "linear")
+
+
+class GuideParameters:
+    """Mixin of a CloudFree algorithm: the guide parameters and their reading."""
+
+    GUIDES = "GUIDES"
+    GUIDE_MASKS = "GUIDE_MASKS"
+    GUIDE_MASK_VALUES = "GUIDE_MASK_VALUES"
+    RADAR_GUIDES = "RADAR_GUIDES"
+    RADAR_UNITS = "RADAR_UNITS"
+    SPECKLE = "SPECKLE"
+
+    GUIDES_HELP = (
+        "<p><b>Guides</b> (optional): other dates of the same place and/or Sentinel-1 radar, which see what a "
+        "thick cloud hides. Any grid or CRS: they are warped onto the input's grid. Optical dates are matched "
+        "to the input's colours (per band, on pixels clear in both) and the nearest date in time comes first "
+        "(dates are read from layer names such as <i>S2_20150711</i>); give <b>guide masks</b> (one per "
+        "optical guide, in the same order, with <b>guide mask values</b>) so a guide's own clouds are not "
+        "copied. A layer in <b>guides</b> whose bands say VV/VH or whose values are in dB is taken as radar; "
+        "<b>radar guides</b> says it explicitly. Radar in linear power is converted to dB; an optional "
+        "<b>speckle filter</b> (Lee, window in pixels) smooths it. A guided model needs the kinds of guides it "
+        "was trained with.</p>"
+    )
+
+    def add_guide_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.GUIDES, "Guides: other dates of the same place (and radar)", QgsProcessing.TypeRaster,
+            optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.GUIDE_MASKS, "Cloud masks of the optical guides (same order)", QgsProcessing.TypeRaster,
+            optional=True))
+        self.addParameter(QgsProcessingParameterString(self.GUIDE_MASK_VALUES, "Guide mask values that mark "
+                                                       "clouds and shadows", "1,2", optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.RADAR_GUIDES, "Radar guides (Sentinel-1 VV, VH)", QgsProcessing.TypeRaster, optional=True))
+        units = QgsProcessingParameterEnum(self.RADAR_UNITS, "Radar units", list(RADAR_UNITS), defaultValue=0)
+        speckle = QgsProcessingParameterNumber(self.SPECKLE, "Radar speckle filter window in pixels (0 = none)",
+                                               QgsProcessingParameterNumber.Integer, 0, minValue=0, maxValue=31)
+        for p in (units, speckle):
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+
+    def guides(self, parameters, context) -> list:
+        """The guides given, as engine ``Guide`` objects (optical first, in the order given, then radar)."""
+        from ..models.cloud_removal.guides import Guide, looks_like_radar
+        from ..models.raster import raster_info
+        from .common import parse_values
+
+        def layers(name):
+            out = []
+            for layer in self.parameterAsLayerList(parameters, name, context):
+                if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+                    raise self.input_error(f"Layer '{layer.name()}' in {name} is not a file raster; save it as a "
+                                           "GeoTIFF first.")
+                out.append((layer.source().split("|")[0], layer.name()))
+            return out
+
+        units = RADAR_UNITS[self.parameterAsEnum(parameters, self.RADAR_UNITS, context)]
+        speckle = self.parameterAsInt(parameters, self.SPECKLE, context)
+        radar = [Guide(path, kind="radar", radar_units=units, speckle=speckle, name=name)
+                 for path, name in layers(self.RADAR_GUIDES)]
+        optical = []
+        for path, name in layers(self.GUIDES):
+            if looks_like_radar(raster_info(path, name)):
+                radar.append(Guide(path, kind="radar", radar_units=units, speckle=speckle, name=name))
+            else:
+                optical.append((path, name))
+        masks = layers(self.GUIDE_MASKS)
+        if masks and len(masks) != len(optical):
+            raise self.input_error(f"{len(masks)} guide mask(s) for {len(optical)} optical guide(s): give one mask "
+                                   "per optical guide, in the same order, or none.")
+        values = parse_values(self.parameterAsString(parameters, self.GUIDE_MASK_VALUES, context) or "1,2",
+                              self.GUIDE_MASK_VALUES)
+        return [Guide(path, mask=masks[i][0] if masks else None, mask_values=values, name=name)
+                for i, (path, name) in enumerate(optical)] + radar
+
+    @staticmethod
+    def input_error(message: str):
+        from ..models.errors import InputError
+
+        return InputError(message)
