@@ -6,7 +6,8 @@ or the Sentinel-1 patch of the same place. Inside the clouds: PSNR, SSIM, MAE an
 per band = the reference's max - min inside the clouds) for
 
 - no guide: the shipped mask-guided model (``unmix_blend``) with the mask, what removeclouds does
-  without guides;
+  without guides (4-band cases only: it was trained on blue, green, red, NIR), and biharmonic
+  inpainting (every case);
 - matched copy: the nearest clear guide date, colours matched per band to the target's clear
   pixels (:mod:`cloud_removal.baselines`);
 - fusion: the per-pixel median of the target and the guide dates without their clouds;
@@ -26,7 +27,7 @@ Data (``../shared/data``):
 - the real overcast dates of ``s2_multidate_stack`` (2015-07-31, 2015-08-20) have no reference:
   their quick-looks (input, no guide, matched copy, guided model) are written to ``--out``.
 
-    .venv/bin/python benchmarks/guided_removal.py [--steps 1500] [--out /tmp/guided] [--record]
+    .venv/bin/python benchmarks/guided_removal.py [--steps 1500] [--out /tmp/guided] [--record] [--reuse DIR]
 
 ``--record`` writes the two trained models into ``models/pretrained/`` with the figures in their
 metadata.
@@ -55,6 +56,9 @@ from cloudfree.models import comparison, raster  # noqa: E402
 from cloudfree.models.cloud_removal.baselines import fusion_composite, matched_copy_model  # noqa: E402
 from cloudfree.models.cloud_removal.guides import Guide, acquisition_date  # noqa: E402
 from cloudfree.models.clouds import CloudParams, simulate_clouds  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from cloud_removal import inpaint  # noqa: E402  (biharmonic inpainting, the no-guide peer)
 
 S2 = DATA / "s2_multidate_stack"
 LANDSAT = DATA / "landsat_timeseries"
@@ -147,7 +151,9 @@ def one_case(tag: str, target: str, bands: list, guides: list, models: dict, fol
     guides = [Guide(g.path, g.kind, tuple(bands) if g.kind != "radar" else g.bands, g.mask, g.mask_values,
                     name=g.name) for g in guides]
     out, opts = {"cover": cover}, cr.RemovalOptions(device="cpu")
-    runs = {"no guide (shipped unmix_blend)": (str(SHIPPED), [])}
+    painted = inpaint(raster, cloudy, mask, (1,), os.path.join(folder, f"{tag}_inpaint.tif"))
+    out["no guide (biharmonic inpainting)"] = score(painted, clear, mask)
+    runs = {"no guide (shipped unmix_blend)": (str(SHIPPED), [])} if len(bands) == 4 else {}
     optical = [g for g in guides if g.kind != "radar"]
     if optical:
         runs["matched copy"] = (matched_copy_model(folder), optical)
@@ -187,6 +193,36 @@ def cases(models: dict) -> dict:
     return out
 
 
+def overcast_quicklooks(models: dict, out: Path) -> list:
+    """The real overcast dates of the S2 stack (no reference): input | no guide | matched copy | guided model."""
+    from cloudfree.models import quicklook as ql
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="cloudfree-overcast-") as folder:
+        for t in ("s2_20150731", "s2_20150820"):
+            src = raster.raster_info(str(S2 / f"{t}.tif"))
+            mask = raster.raster_info(str(S2 / f"{t.replace('s2_', 'clm_')}.tif"))
+            guides = [Guide(g.path, bands=tuple(S2_BANDS), mask=g.mask, mask_values=g.mask_values, name=g.name)
+                      for g in s2_guides(t)]
+            runs = [("no guide", str(SHIPPED), []), ("matched copy", matched_copy_model(folder), guides),
+                    ("guided", models["optical"], guides)]
+            paths = []
+            for name, model, used in runs:
+                path = os.path.join(folder, f"{t}_{name.replace(' ', '_')}.tif")
+                cr.remove_clouds(src, path, model, bands=S2_BANDS, mask=mask, mask_values=(1,), guides=used,
+                                 options=cr.RemovalOptions(device="cpu"))
+                paths.append(path)
+            reference = str(S2 / "s2_20150711.tif")
+            limits = ql.band_limits(reference, (4, 3, 2))
+            panels = [ql.stretched(src.path, (4, 3, 2), 256, limits=limits)]
+            panels += [ql.stretched(p, (3, 2, 1), 256, limits=limits) for p in paths]
+            png = out / f"overcast_{t}.png"
+            ql.save_png(str(png), ql.side_by_side(panels))
+            written.append(str(png))
+    return written
+
+
 def medians(rows: list) -> dict:
     methods = [k for k in rows[0] if k != "cover"]
     return {m: {f: statistics.median(r[m][f] for r in rows) for f in ("psnr", "ssim", "mae", "sam")}
@@ -197,22 +233,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--reuse", help="a folder of an earlier run's two models: score them, do not train")
+    ap.add_argument("--out", default="/tmp/cloudfree-guided-quicklooks", help="where the quick-looks go")
+    ap.add_argument("--quicklooks-only", action="store_true", help="with --reuse: only the overcast quick-looks")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="cloudfree-guided-models-")
-    optical, n_opt, t_opt = train_optical(work, args.steps)
-    radar, n_rad, t_rad = train_radar(work, args.steps)
-    print(f"optical guided model: {n_opt} Landsat targets, {args.steps} steps in {t_opt:.0f} s "
-          f"(kept step {optical.metrics.get('selected_step', '?')}); radar guided model: {n_rad} BigEarthNet "
-          f"targets in {t_rad:.0f} s", flush=True)
-    results = cases({"optical": optical.model_path, "radar": radar.model_path})
+    if args.reuse:
+        paths = {k: os.path.join(args.reuse, f"guided_{k}.safetensors") for k in ("optical", "radar")}
+    else:
+        work = tempfile.mkdtemp(prefix="cloudfree-guided-models-")
+        optical, n_opt, t_opt = train_optical(work, args.steps)
+        radar, n_rad, t_rad = train_radar(work, args.steps)
+        print(f"optical guided model: {n_opt} Landsat targets, {args.steps} steps in {t_opt:.0f} s; radar guided "
+              f"model: {n_rad} BigEarthNet targets in {t_rad:.0f} s (models in {work})", flush=True)
+        paths = {"optical": optical.model_path, "radar": radar.model_path}
+    for k, path in paths.items():
+        t = __import__("cloudfree.models.weights", fromlist=["x"]).read_metadata(path).training
+        print(f"{k}: kept step {t.get('selected_step')} of {t.get('steps')}")
+    for png in overcast_quicklooks(paths, Path(args.out)):
+        print(f"real overcast date, no reference: {png} (input | no guide | matched copy | guided model)")
+    if args.quicklooks_only:
+        return
+    results = cases(paths)
     table = {name: medians(rows) for name, rows in results.items()}
     for name, methods in table.items():
         print(f"{name} ({len(results[name])} cases, medians inside the clouds)")
         for m, f in methods.items():
             print(f"  {m:34s} PSNR {f['psnr']:6.2f} dB  SSIM {f['ssim']:.3f}  MAE {f['mae']:.4f}  SAM {f['sam']:.2f}")
-    print(json.dumps({"medians": table, "runs": results, "models": work}, indent=1, default=str))
+    print(json.dumps({"medians": table, "runs": results, "models": paths}, indent=1, default=str))
     if args.record:
-        record(optical.model_path, radar.model_path, table, args.steps)
+        record(paths["optical"], paths["radar"], table, args.steps)
 
 
 def record(optical: str, radar: str, table: dict, steps: int) -> None:

@@ -60,11 +60,17 @@ def save_png(path: str, rgb: np.ndarray) -> str:
     return str(path)
 
 
+def stretched(path: str, bands: Sequence[int] = (3, 2, 1), max_size: int = 1024, percentiles=DISPLAY_PERCENTILES,
+              limits=None) -> np.ndarray:
+    """A raster decimated to ``max_size`` and stretched to uint8 ``(bands, H, W)`` (for :func:`side_by_side`)."""
+    arr, valid = _decimated(path, bands, max_size)
+    return stretch_bands(arr, valid, percentiles, limits)
+
+
 def quicklook(path: str, png_path: str, bands: Sequence[int] = (3, 2, 1), max_size: int = 1024,
               percentiles=DISPLAY_PERCENTILES, limits=None) -> str:
     """Colour (or grey, with one band) quick-look of a raster."""
-    arr, valid = _decimated(path, bands, max_size)
-    return save_png(png_path, stretch_bands(arr, valid, percentiles, limits))
+    return save_png(png_path, stretched(path, bands, max_size, percentiles, limits))
 
 
 def mask_quicklook(path: str, png_path: str, palette: dict | None = None, max_size: int = 1024) -> str:

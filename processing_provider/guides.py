@@ -35,7 +35,12 @@ class GuideParameters:
         "copied. A layer in <b>guides</b> whose bands say VV/VH or whose values are in dB is taken as radar; "
         "<b>radar guides</b> says it explicitly. Radar in linear power is converted to dB; an optional "
         "<b>speckle filter</b> (Lee, window in pixels) smooths it. A guided model needs the kinds of guides it "
-        "was trained with.</p>"
+        "was trained with. With guides and no model, the shipped guided model is used: the one guided by other "
+        "dates (any band count), or the radar one when only radar is given. Where no guide date is clear, a "
+        "guided model falls back to a fill.</p>"
+        "<p><b>Method</b>: the model, or what an analyst does by hand, as a baseline: the <i>matched copy</i> "
+        "of the nearest clear guide date, or the <i>fusion</i> composite (per-pixel median of the guide dates "
+        "without their clouds).</p>"
     )
 
     def add_guide_parameters(self) -> None:

@@ -21,6 +21,8 @@ from .guides import GuideParameters
 from .common import device_parameter, device_value, parse_values, tile_parameter
 
 DEFAULT_MODEL = "cloud_removal_small.safetensors"
+GUIDED_OPTICAL_MODEL = "cloud_removal_guided_optical.safetensors"  # shipped default with other dates as guides
+GUIDED_RADAR_MODEL = "cloud_removal_guided_radar.safetensors"      # shipped default with radar guides only
 
 
 class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
@@ -131,11 +133,23 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
                 model = matched_copy_model(folder)
                 guides = [g for g in guides if g.kind != "radar"]
             else:
-                model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL)
+                model, guides = self.default_model(parameters, context, guides, feedback)
             summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,
                                      progress, cancelled)
         outside = summary.get("outside_training_range")
         return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside}
+
+    def default_model(self, parameters, context, guides: list, feedback) -> tuple:
+        """``(model file, guides)``: MODEL, or the shipped model for the guides given (other dates: the optical
+        guided model, which leaves radar aside; radar only: the radar guided model; none: the mask-guided one)."""
+        if self.parameterAsFile(parameters, self.MODEL, context) or not guides:
+            return self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL), guides
+        optical = [g for g in guides if g.kind != "radar"]
+        if optical and len(optical) < len(guides):
+            feedback.pushWarning("The shipped guided model uses other dates only: the radar guides are left aside "
+                                 "(train a model on dates and radar together to use both).")
+        return (self.model_file(parameters, self.MODEL, context, GUIDED_OPTICAL_MODEL if optical
+                                else GUIDED_RADAR_MODEL), optical or guides)
 
     def run_model(self, parameters, context, feedback, src, mask, mask_values, guides, model, out, progress,
                   cancelled) -> dict:

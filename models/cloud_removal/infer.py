@@ -282,7 +282,9 @@ def tile_overlap(options: RemovalOptions, tile: int) -> int:
 def value_maps(model: RemovalModel, inputs: CloudyInput) -> ValueMaps:
     """The image's map to network space (its clear-pixel statistics, or the model's fixed map) and the auxiliary
     rasters' maps."""
-    image = model.scaling.image_map(inputs.src, inputs.bands, mask=inputs.mask, mask_values=inputs.mask_values)
+    base = inputs.prepared.base if inputs.prepared is not None else None  # an overcast image: the guides' range
+    image = model.scaling.image_map(inputs.src, inputs.bands, mask=inputs.mask, mask_values=inputs.mask_values,
+                                    fallback=base)
     return ValueMaps(image, [model.scaling.aux_map(a, b) for a, b in inputs.aux])
 
 

@@ -106,12 +106,14 @@ class ModelScaling:
         return NORMALIZATION_SCHEME if self.fixed is None else FIXED_SCHEME
 
     def image_map(self, info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo | None = None,
-                  mask_values: Sequence[float] = (1, 2)) -> ValueMap:
-        """The map of the bands the model generates: the fixed one, or this image's clear-pixel statistics."""
+                  mask_values: Sequence[float] = (1, 2), fallback: RasterInfo | None = None) -> ValueMap:
+        """The map of the bands the model generates: the fixed one, or this image's clear-pixel statistics
+        (``fallback``'s valid pixels when the image has almost none clear: :func:`image_statistics`)."""
         if self.fixed is not None:
             return self.fixed
         return PercentileMap(image_statistics(info, bands, mask=mask, mask_values=mask_values,
-                                              normalization=self.normalization), self.normalization)
+                                              normalization=self.normalization, fallback=fallback),
+                             self.normalization)
 
     def aux_map(self, info: RasterInfo, bands: Sequence[int]) -> PercentileMap:
         """The map of an auxiliary raster: statistics of all its valid pixels."""
@@ -159,14 +161,17 @@ def unknown_scheme(model_path: str, scheme) -> ModelFileError:
 
 def image_statistics(info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo | None = None,
                      mask_values: Sequence[float] = (1, 2), clear_values: Sequence[float] | None = None,
-                     rows: tuple | None = None, normalization: dict | None = None) -> dict:
+                     rows: tuple | None = None, normalization: dict | None = None,
+                     fallback: RasterInfo | None = None) -> dict:
     """Per-band ``low``/``high`` percentiles of the clear, valid pixels of ``info``.
 
     Clear pixels: with ``clear_values`` the mask values that mean clear, else pixels whose
     mask value is not in ``mask_values``; all valid pixels without a mask. ``rows`` =
     ``(r0, r1)`` restricts the statistics to a block of rows (used for training sources,
     whose statistics come from the training block only). Falls back to all valid pixels
-    when fewer than 100 clear pixels are found. Reads are decimated to at most
+    when fewer than 100 clear pixels are found, or to the valid pixels of ``fallback`` (a raster
+    in the same units with as many bands, e.g. the colour-matched guide dates of an overcast
+    image, whose own pixels are all cloud) when it is given. Reads are decimated to at most
     ``normalization["sample"]`` pixels a side.
     """
     norm = settings(normalization)
@@ -182,6 +187,8 @@ def image_statistics(info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo
         else:
             clear = valid & ~np.isin(m, np.asarray(mask_values))
     if clear.sum() < MIN_CLEAR_PIXELS:
+        if fallback is not None:
+            return image_statistics(fallback, list(range(1, fallback.band_count + 1)), normalization=normalization)
         clear = valid
     low, high = [], []
     for i in range(len(bands)):

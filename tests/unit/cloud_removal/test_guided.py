@@ -183,3 +183,17 @@ def test_fusion_composite_is_the_median_of_the_dates_in_the_clouds(stack, tmp_pa
     both = m & ~c0 & ~c1
     assert both.any()
     assert np.allclose(got[:, both], 0.5 * (g0[:, both] + g1[:, both]), atol=1e-5)
+
+
+def test_an_overcast_target_is_scaled_by_its_guides_not_by_its_clouds(stack, tmp_path):
+    """With (almost) no clear pixel, the per-image statistics come from the colour-matched guides, so a guided
+    model sees the ground's range, not the clouds' (the real overcast S2 dates came out pale before)."""
+    from cloudfree.models.cloud_removal.scaling import image_statistics
+
+    cloudy = raster_info(stack["cloudy"])
+    everything = write_array(str(tmp_path / "all.tif"), np.ones((1, cloudy.height, cloudy.width), np.uint8),
+                             like=cloudy, dtype="uint8")
+    guide = raster_info(stack["clear"])
+    fallen = image_statistics(cloudy, [1, 2, 3, 4], mask=raster_info(everything), mask_values=(1,), fallback=guide)
+    assert fallen == image_statistics(guide, [1, 2, 3, 4])
+    assert image_statistics(cloudy, [1, 2, 3, 4], mask=raster_info(everything), mask_values=(1,)) != fallen
