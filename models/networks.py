@@ -282,18 +282,23 @@ class GuidedGenerator(nn.Module):
     count (Sentinel-2, Landsat, one NDVI band): every band is processed alone by the same U-Net,
     which sees the band, the mask, the band's prior, the base's validity, the mean of the prior
     and of the target over all bands (context), and the radar. The prior is the base where it is
-    valid and a smooth fill of the target elsewhere (:func:`smooth_fill`), so a pixel no guide
-    sees falls back to what an unguided fill gives. The U-Net adds a residual to the prior in the
+    valid and a fill of the target elsewhere, so a pixel no guide sees falls back to what an
+    unguided fill gives: ``fallback="smooth"`` a smooth fill (:func:`smooth_fill`), ``"unmix"`` the
+    smooth fill refined by linear unmixing where a cloud is thin (:func:`unmix_parts`, what the
+    untrained ``unmix_blend`` generator gives). The U-Net adds a residual to the prior in the
     masked pixels only (clear pixels are returned as given); its last layer starts at zero, so an
     untrained model is exactly the colour-matched copy of the nearest clear date.
     """
 
     def __init__(self, radar: int = 0, depth: int = 5, base: int = 32, max_channels: int = 256,
                  norm: str = "instance", dropout: float = 0.5, dropout_blocks: int = 3, upsample: str = "resize",
-                 fill_iterations: int = 24):
+                 fill_iterations: int = 24, fallback: str = "smooth", unlog_clip: float = 2.0):
         super().__init__()
+        if fallback not in ("smooth", "unmix"):
+            raise ValueError(f"unknown fallback '{fallback}' (smooth or unmix)")
         self.radar = int(radar)
         self.fill_iterations = fill_iterations
+        self.fallback, self.unlog_clip = fallback, unlog_clip
         self.core = UNetGenerator(6 + self.radar, 1, depth=depth, base=base, max_channels=max_channels, norm=norm,
                                   dropout=dropout, dropout_blocks=dropout_blocks, upsample=upsample)
         last = [m for m in self.core.final.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
@@ -312,6 +317,10 @@ class GuidedGenerator(nn.Module):
         """The base where valid, a smooth fill of the target elsewhere, the target outside the mask."""
         img, mask, base, valid, _ = self.split(x)
         filled = smooth_fill(img, 1.0 - mask, self.fill_iterations, prior)
+        if self.fallback == "unmix":
+            with torch.no_grad():
+                ground, distrust, fl = unmix_parts(img, mask, filled, self.unlog_clip)
+                filled = blend_ground(ground, fl, 1.0 - distrust, self.unlog_clip)
         return torch.where(valid > 0.5, base, filled) * mask + img * (1.0 - mask)
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:

@@ -74,8 +74,9 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
         raise InputError(f"Unknown generator '{kind}': use {', '.join(GENERATORS)}.")
     if kind == GUIDED:  # input: bands, mask, guide base, its validity, radar (networks.GuidedGenerator)
         radar = in_channels - 2 * out_channels - 2
-        return GENERATORS[GUIDED], {"radar": int(radar), **{k: v for k, v in hp.items()
-                                                            if k not in ("in_channels", "out_channels")}}
+        return GENERATORS[GUIDED], {"radar": int(radar), "fallback": "unmix",
+                                    "unlog_clip": float(DEFAULT_NORMALIZATION["clip"]),
+                                    **{k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}}
     from ..networks import PLAUSIBLE_RANGE, TRUST_POWER
 
     fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}
