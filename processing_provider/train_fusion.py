@@ -7,19 +7,16 @@ import tempfile
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingParameterDefinition,
-    QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsProcessingParameterVectorLayer,
 )
 
 from .base import CloudFreeAlgorithm
 from .common import device_parameter, device_value, parse_values
+from .labels import LabelParameters
 
 DEFAULT_STEPS_PER_EPOCH = 100
 
@@ -43,14 +40,11 @@ def held_out_summary(metrics: dict) -> str:
     return ", ".join(figures) if figures else "none (no held-out case)"
 
 
-class TrainFusionAlgorithm(CloudFreeAlgorithm):
+class TrainFusionAlgorithm(LabelParameters, CloudFreeAlgorithm):
     # parameter and output names (the ids headless calls use)
     INPUTS = "INPUTS"
     MASKS = "MASKS"
     MASK_VALUES = "MASK_VALUES"
-    LABELS = "LABELS"
-    LABEL_POLYGONS = "LABEL_POLYGONS"
-    LABEL_FIELD = "LABEL_FIELD"
     CLASS_WEIGHTS = "CLASS_WEIGHTS"
     TILE_SIZE = "TILE_SIZE"
     EPOCHS = "EPOCHS"
@@ -88,12 +82,7 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds", "1",
                                                        optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Labels raster (class ids)", optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer(self.LABEL_POLYGONS, "Label polygons",
-                                                            [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterField(self.LABEL_FIELD, "Class field of the polygons", None,
-                                                      self.LABEL_POLYGONS, QgsProcessingParameterField.Numeric,
-                                                      optional=True))
+        self.add_label_parameters("Labels raster (class ids)")
         self.addParameter(QgsProcessingParameterString(self.CLASS_WEIGHTS, "Class weights (class:weight, ...)", "",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size",
@@ -158,10 +147,5 @@ class TrainFusionAlgorithm(CloudFreeAlgorithm):
         labels = self.raster_info(parameters, self.LABELS, context, optional=True)
         if labels is not None:
             return labels.path
-        polygons = self.parameterAsVectorLayer(parameters, self.LABEL_POLYGONS, context)
-        if polygons is None:
-            return None
-        field = self.parameterAsString(parameters, self.LABEL_FIELD, context)
-        if not field:
-            raise QgsProcessingException(f"Give the class field of the label polygons ({self.LABEL_FIELD}).")
-        return rasterize_labels(polygons.source().split("|")[0], field, like, path)
+        polygons = self.label_polygons(parameters, context)
+        return None if polygons is None else rasterize_labels(*polygons, like, path)

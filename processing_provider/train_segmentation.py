@@ -8,26 +8,21 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsProcessingParameterVectorLayer,
 )
 
 from .base import CloudFreeAlgorithm
 from .common import device_parameter, device_value
+from .labels import LabelParameters
 
 LOSSES = ("dice_ce", "dice")
 
 
-class TrainSegmentationAlgorithm(CloudFreeAlgorithm):
+class TrainSegmentationAlgorithm(LabelParameters, CloudFreeAlgorithm):
     INPUT = "INPUT"
-    LABELS = "LABELS"
-    LABEL_POLYGONS = "LABEL_POLYGONS"
-    LABEL_FIELD = "LABEL_FIELD"
     IGNORE_VALUE = "IGNORE_VALUE"
     CLASS_WEIGHTS = "CLASS_WEIGHTS"
     LOSS = "LOSS"
@@ -80,12 +75,7 @@ class TrainSegmentationAlgorithm(CloudFreeAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Input rasters (same grid, bands "
                                                                "stacked)", QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Labels raster (class values)", optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer(self.LABEL_POLYGONS, "Label polygons",
-                                                            [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterField(self.LABEL_FIELD, "Class field of the polygons", None,
-                                                      self.LABEL_POLYGONS, QgsProcessingParameterField.Numeric,
-                                                      optional=True))
+        self.add_label_parameters()
         self.addParameter(QgsProcessingParameterString(self.IGNORE_VALUE, "Label value to ignore (empty = none)", "",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterString(self.CLASS_WEIGHTS, "Class weights (empty, auto, or one per "
@@ -160,10 +150,7 @@ class TrainSegmentationAlgorithm(CloudFreeAlgorithm):
         labels = self.raster_info(parameters, self.LABELS, context, optional=True)
         if labels is not None:
             return LabelSource(raster=labels, ignore_value=ignore)
-        polygons = self.parameterAsVectorLayer(parameters, self.LABEL_POLYGONS, context)
+        polygons = self.label_polygons(parameters, context)
         if polygons is None:
             raise QgsProcessingException("Give the labels: a labels raster, or label polygons with their class field.")
-        field = self.parameterAsString(parameters, self.LABEL_FIELD, context)
-        if not field:
-            raise QgsProcessingException(f"Give the class field of the label polygons ({self.LABEL_FIELD}).")
-        return LabelSource(polygons=polygons.source().split("|")[0], field=field, ignore_value=ignore)
+        return LabelSource(polygons=polygons[0], field=polygons[1], ignore_value=ignore)
