@@ -39,8 +39,9 @@ class GuideParameters:
         "dates (any band count), or the radar one when only radar is given. Where no guide date is clear, a "
         "guided model falls back to a fill.</p>"
         "<p><b>Method</b>: the model, or what an analyst does by hand, as a baseline: the <i>matched copy</i> "
-        "of the nearest clear guide date, or the <i>fusion</i> composite (per-pixel median of the guide dates "
-        "without their clouds).</p>"
+        "of the nearest clear guide date, the <i>fusion</i> composite (per-pixel median of the guide dates "
+        "without their clouds), or the <i>fill</i> from the surrounding clear pixels with thin clouds unmixed "
+        "(no guide, no model, any band count).</p>"
     )
 
     def add_guide_parameters(self) -> None:

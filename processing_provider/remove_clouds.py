@@ -42,7 +42,8 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     #: (engine value, label) of the METHOD choice
     METHODS = (("model", "the model (shipped or MODEL)"),
                ("matched_copy", "copy of the nearest clear guide date, colours matched (needs guides)"),
-               ("fusion", "median composite of the guide dates (needs guides and a mask)"))
+               ("fusion", "median composite of the guide dates (needs guides and a mask)"),
+               ("fill", "unmixing fill from the surrounding clear pixels, no model (needs a mask; any bands)"))
 
     NAME = "removeclouds"
     DISPLAY_NAME = "Remove clouds (pix2pix)"
@@ -113,7 +114,8 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     def compute(self, parameters, context, feedback, progress, cancelled):
         import tempfile
 
-        from ..models.cloud_removal.baselines import fusion_composite, matched_copy_model
+        from ..models.cloud_removal.baselines import fill_model, fusion_composite, matched_copy_model
+        from ..models.raster import parse_bands
 
         method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
         src = self.raster_info(parameters, self.INPUT, context)
@@ -132,6 +134,9 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
             if method == "matched_copy":
                 model = matched_copy_model(folder)
                 guides = [g for g in guides if g.kind != "radar"]
+            elif method == "fill":
+                band_text = self.parameterAsString(parameters, self.BANDS, context)
+                model, guides = fill_model(folder, len(parse_bands(band_text or None, src.band_count, src.name))), []
             else:
                 model, guides = self.default_model(parameters, context, guides, feedback)
             summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,

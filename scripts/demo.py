@@ -306,23 +306,25 @@ def guided_removal(inp: dict) -> None:
           "clouds masked by Fmask) (cloudfree:removeclouds with GUIDES)")
     common = dict(INPUT=inp["ls_cloudy"], MASK=inp["ls_cloudy_fmask"], MASK_VALUES="2,4,255",
                   GUIDE_MASK_VALUES="2,4,255")
+    unguided = qgis_process("cloudfree:removeclouds", **common, METHOD=3, OUTPUT=OUT / "landsat_unguided.tif")
     guides = [f"GUIDES={p}" for p in inp["ls_guides"]] + [f"GUIDE_MASKS={p}" for p in inp["ls_guide_fmasks"]]
     guided = qgis_process("cloudfree:removeclouds", *guides, **common, OUTPUT=OUT / "landsat_guided.tif")
     copied = qgis_process("cloudfree:removeclouds", *guides, **common, METHOD=1, OUTPUT=OUT / "landsat_copy.tif")
     print(f"  against the clear date {ls_date(LS_CLEAR)} (not a guide; inside Fmask's cloud, shadow and fill):")
-    print("  (no unguided run here: the shipped mask-guided model needs blue, green, red and NIR, and these Landsat "
-          "stacks hold red, NIR and SWIR1; the guided model takes any bands. Step 3 shows unguided removal.)")
-    for label, r in (("guided model (shipped)", guided), ("colour-matched copy of the nearest clear date", copied)):
+    for label, r in (("no guide: the unmixing fill (METHOD fill; the shipped unguided model needs blue, green, red "
+                       "and NIR, which these stacks lack)", unguided), ("guided model (shipped)", guided),
+                     ("colour-matched copy of the nearest clear date", copied)):
         m = qgis_process("cloudfree:comparerasters", INPUT=r["OUTPUT"], REFERENCE=inp["ls_clear"],
                          MASK=inp["ls_cloudy_fmask"], MASK_VALUES="2,4,255")
         print(f"  {label}: {metrics(m, 1)}")
     limits = ql.band_limits(str(inp["ls_clear"]), LS_FALSE_COLOUR)
-    for name, path in (("landsat_guided", guided["OUTPUT"]), ("landsat_copy", copied["OUTPUT"])):
+    for name, path in (("landsat_unguided", unguided["OUTPUT"]), ("landsat_guided", guided["OUTPUT"]),
+                       ("landsat_copy", copied["OUTPUT"])):
         ql.quicklook(path, OUT / f"{name}.png", LS_FALSE_COLOUR, limits=limits)
-    ql.save_png(OUT / "landsat_cloudy_copy_guided.png", ql.side_by_side(
+    ql.save_png(OUT / "landsat_unguided_guided.png", ql.side_by_side(
         [ql.stretched(str(p), LS_FALSE_COLOUR, 512, limits=limits)
-         for p in (inp["ls_cloudy"], copied["OUTPUT"], guided["OUTPUT"], inp["ls_clear"])]))
-    print("  quick-look landsat_cloudy_copy_guided.png: cloudy input | matched copy | guided | the clear date")
+         for p in (inp["ls_cloudy"], unguided["OUTPUT"], guided["OUTPUT"], inp["ls_clear"])]))
+    print("  quick-look landsat_unguided_guided.png: cloudy input | no guide | guided | the clear date")
     print("  (the shipped optical guided model was trained on clear dates of 2008-2010 of this same Landsat series: "
           "this step shows the use, benchmarks/guided_removal.py measures held-out quality; flat patches are where "
           "both guide dates are cloudy too, filled from the surroundings)")

@@ -1,5 +1,10 @@
-"""What an analyst does without a trained guided model, offered beside it: the colour-matched copy
-of the nearest clear other date, and the fusion composite of the other dates.
+"""What an analyst does without a trained model, offered beside the models: the unmixing fill (no
+guide, any band count), the colour-matched copy of the nearest clear other date, and the fusion
+composite of the other dates.
+
+- ``fill``: the masked pixels filled from the surrounding clear pixels, the ground under thin
+  cloud recovered by linear unmixing: exactly the untrained ``unmix_blend`` generator (its head
+  starts at zero), written on the fly for the input's band count (:func:`fill_model`).
 
 - ``matched_copy``: each masked pixel takes the value of the nearest-in-time guide date that is
   clear there, its bands matched linearly (mean and standard deviation) to the target's clear
@@ -28,8 +33,23 @@ from . import guided
 from .config import DEFAULT_NORMALIZATION, GUIDED, TASK
 from .generators import GENERATORS
 
-METHODS = ("model", "matched_copy", "fusion")
+METHODS = ("model", "fill", "matched_copy", "fusion")
 COPY_NETWORK = {"depth": 2, "base": 4, "max_channels": 4}  # the residual is zero: the smallest U-Net will do
+
+
+def fill_model(folder: str, bands: int) -> str:
+    """A mask-guided model file whose output is the unmixing fill of ``bands`` bands (an untrained
+    ``unmix_blend`` generator: no guide, no training, any band count)."""
+    from .. import networks
+    from ..weights import ModelMetadata, save_model
+    from .generators import generator_spec
+
+    arch, hp = generator_spec("unmix_blend", bands + 1, bands, COPY_NETWORK | {"depth": 2}, upsample="resize")
+    net = networks.build(arch, hp)
+    meta = ModelMetadata(task=TASK, architecture=arch, hyperparameters=hp, bands=[f"band {b + 1}" for b in range(bands)],
+                         extra_channels=["cloud_mask"], normalization=dict(DEFAULT_NORMALIZATION), tile_size=256,
+                         training={"data_summary": "none: the unmixing fill of an untrained unmix_blend generator"})
+    return save_model(os.path.join(folder, f"fill_{bands}.safetensors"), net, meta)
 
 
 def matched_copy_model(folder: str, radar: int = 0) -> str:

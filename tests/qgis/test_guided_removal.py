@@ -90,3 +90,16 @@ def test_guide_masks_must_match_the_optical_guides(run_alg, place, tmp_path):
         run_alg("cloudfree:removeclouds", {Remove.INPUT: place["cloudy"], Remove.MASK: place["mask"],
                                            Remove.METHOD: 1, Remove.GUIDES: place["dates"],
                                            Remove.GUIDE_MASKS: [place["mask"]], Remove.OUTPUT: str(tmp_path / "y.tif")})
+
+
+def test_the_fill_method_needs_no_guide_and_takes_any_band_count(run_alg, place, tmp_path):
+    """METHOD fill: the unguided unmixing fill, here on three of the four bands (no shipped model has three)."""
+    three = str(tmp_path / "three.tif")
+    gdal.Translate(three, place["cloudy"], bandList=[1, 2, 3])
+    out = run_alg("cloudfree:removeclouds", {Remove.INPUT: three, Remove.MASK: place["mask"], Remove.MASK_VALUES: "1",
+                                             Remove.METHOD: 3, Remove.OUTPUT: str(tmp_path / "f.tif")})
+    got, src = gdal.Open(out[Remove.OUTPUT]).ReadAsArray(), gdal.Open(three).ReadAsArray()
+    cloud = gdal.Open(place["mask"]).ReadAsArray() == 1
+    assert got.shape == src.shape and np.array_equal(got[:, ~cloud], src[:, ~cloud])
+    truth = gdal.Open(place["target"]).ReadAsArray()[:3].astype(np.float64)
+    assert np.abs(got[:, cloud] - truth[:, cloud]).mean() < np.abs(src[:, cloud] - truth[:, cloud]).mean() / 3
