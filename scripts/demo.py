@@ -374,7 +374,7 @@ def main() -> None:
                          MASK_VALUES=values, OUTPUT_REPORT=OUT / report)
         print(f"  {label}: {metrics(r)}, SAM {float(r['SAM']):.2f} deg -> {report}")
 
-    print("3. Remove clouds with the shipped pix2pix model (cloudfree:removeclouds, blue/green/red/NIR)")
+    print("3. Remove clouds with the shipped mask-guided model (cloudfree:removeclouds, blue/green/red/NIR)")
     print("  a) the simulated clouds and shadows of step 1 (mask values 1,2), scored against the clear original")
     free = qgis_process("cloudfree:removeclouds", INPUT=sim["OUTPUT"], MASK=sim["OUTPUT_MASK"], MASK_VALUES="1,2",
                         OUTPUT=OUT / "cloud_free.tif")
