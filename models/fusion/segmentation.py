@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..class_metrics import confusion_matrix, scores_from_confusion
 from .quality import pad_to_multiple
 
 SEG_TASK = "fusion_segmentation"
@@ -27,15 +28,7 @@ def segment(seg_net, fused_n):
 
 
 def segmentation_scores(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> dict:
-    """Pixel accuracy, mean IoU and frequency-weighted IoU over pixels with truth >= 0."""
-    ok = truth >= 0
-    p, t = pred[ok], truth[ok]
-    cm = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    inter = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - inter
-    present = cm.sum(1) > 0
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    freq = cm.sum(1) / max(cm.sum(), 1)
-    return {"pixel_accuracy": float(inter.sum() / max(cm.sum(), 1)),
-            "miou": float(iou[present].mean()) if present.any() else 0.0,
-            "fwiou": float((freq * iou).sum())}
+    """Pixel accuracy, mean IoU and frequency-weighted IoU over pixels with truth >= 0
+    (:mod:`..class_metrics`; 0 when no pixel counts)."""
+    s = scores_from_confusion(confusion_matrix(pred, truth, n_classes))
+    return {k: float(s[k] or 0.0) for k in ("pixel_accuracy", "miou", "fwiou")}
