@@ -2,8 +2,9 @@
 
 Capabilities (each a package; its ``__init__`` lists its public API, its modules one job each):
 
-- ``cloud_removal``  pix2pix cloud removal: config, scaling, sources, synthetic, crops, generators,
-                     checkpoints, validation, train, prior, feathering, infer, report
+- ``cloud_removal``  pix2pix cloud removal: config, scaling, sources, pairs, synthetic, crops,
+                     generators, checkpoints, validation, train, prior, feathering, infer, report;
+                     domain (training range); guides, radar, guided, baselines (guided removal)
 - ``fusion``         multi-date fusion (Rafique et al. 2019): scaling, quality, baselines, fuse,
                      rasters, config, data, segmentation, validation, train, report
 - ``registration``   SIFT + CNN registration (Ye et al. 2018): sources, detect, describe, train,
