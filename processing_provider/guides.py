@@ -10,7 +10,6 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsRasterLayer,
 )
 
 RADAR_UNITS = ("auto", "db", "linear")
@@ -65,39 +64,22 @@ class GuideParameters:
     def guides(self, parameters, context) -> list:
         """The guides given, as engine ``Guide`` objects (optical first, in the order given, then radar)."""
         from ..models.cloud_removal.guides import Guide, looks_like_radar
-        from ..models.raster import raster_info
+        from ..models.errors import InputError
         from .common import parse_values
-
-        def layers(name):
-            out = []
-            for layer in self.parameterAsLayerList(parameters, name, context):
-                if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
-                    raise self.input_error(f"Layer '{layer.name()}' in {name} is not a file raster; save it as a "
-                                           "GeoTIFF first.")
-                out.append((layer.source().split("|")[0], layer.name()))
-            return out
 
         units = RADAR_UNITS[self.parameterAsEnum(parameters, self.RADAR_UNITS, context)]
         speckle = self.parameterAsInt(parameters, self.SPECKLE, context)
-        radar = [Guide(path, kind="radar", radar_units=units, speckle=speckle, name=name)
-                 for path, name in layers(self.RADAR_GUIDES)]
+        radar_infos = self.raster_infos(parameters, self.RADAR_GUIDES, context)
         optical = []
-        for path, name in layers(self.GUIDES):
-            if looks_like_radar(raster_info(path, name)):
-                radar.append(Guide(path, kind="radar", radar_units=units, speckle=speckle, name=name))
-            else:
-                optical.append((path, name))
-        masks = layers(self.GUIDE_MASKS)
+        for info in self.raster_infos(parameters, self.GUIDES, context):
+            (radar_infos if looks_like_radar(info) else optical).append(info)
+        radar = [Guide(info.path, kind="radar", radar_units=units, speckle=speckle, name=info.name)
+                 for info in radar_infos]
+        masks = self.raster_infos(parameters, self.GUIDE_MASKS, context)
         if masks and len(masks) != len(optical):
-            raise self.input_error(f"{len(masks)} guide mask(s) for {len(optical)} optical guide(s): give one mask "
-                                   "per optical guide, in the same order, or none.")
+            raise InputError(f"{len(masks)} guide mask(s) for {len(optical)} optical guide(s): give one mask per "
+                             "optical guide, in the same order, or none.")
         values = parse_values(self.parameterAsString(parameters, self.GUIDE_MASK_VALUES, context) or "1,2",
                               self.GUIDE_MASK_VALUES)
-        return [Guide(path, mask=masks[i][0] if masks else None, mask_values=values, name=name)
-                for i, (path, name) in enumerate(optical)] + radar
-
-    @staticmethod
-    def input_error(message: str):
-        from ..models.errors import InputError
-
-        return InputError(message)
+        return [Guide(info.path, mask=masks[i].path if masks else None, mask_values=values, name=info.name)
+                for i, info in enumerate(optical)] + radar

@@ -115,6 +115,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         import tempfile
 
         from ..models.cloud_removal.baselines import fill_model, fusion_composite, matched_copy_model
+        from ..models.cloud_removal.guides import split_guides
         from ..models.raster import parse_bands
 
         method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
@@ -132,8 +133,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
             return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0}
         with tempfile.TemporaryDirectory(prefix="cloudfree-copy-") as folder:
             if method == "matched_copy":
-                model = matched_copy_model(folder)
-                guides = [g for g in guides if g.kind != "radar"]
+                model, guides = matched_copy_model(folder), split_guides(guides)[0]
             elif method == "fill":
                 band_text = self.parameterAsString(parameters, self.BANDS, context)
                 model, guides = fill_model(folder, len(parse_bands(band_text or None, src.band_count, src.name))), []
@@ -149,8 +149,10 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         guided model, which leaves radar aside; radar only: the radar guided model; none: the mask-guided one)."""
         if self.parameterAsFile(parameters, self.MODEL, context) or not guides:
             return self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL), guides
-        optical = [g for g in guides if g.kind != "radar"]
-        if optical and len(optical) < len(guides):
+        from ..models.cloud_removal.guides import split_guides
+
+        optical, radar = split_guides(guides)
+        if optical and radar:
             feedback.pushWarning("The shipped guided model uses other dates only: the radar guides are left aside "
                                  "(train a model on dates and radar together to use both).")
         return (self.model_file(parameters, self.MODEL, context, GUIDED_OPTICAL_MODEL if optical
@@ -180,9 +182,9 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         feedback.pushInfo(f"Input '{src.name}' bands {bands}" + (f", mask '{mask.name}' values {list(mask_values)}"
                                                                  if mask else ", no mask: every pixel is generated"))
         options = RemovalOptions(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
-                                 overlap=self.optional_int(parameters, self.OVERLAP, context),
+                                 overlap=self.optional_number(parameters, self.OVERLAP, context, integer=True),
                                  device=device_value(self, parameters, context, self.DEVICE),
-                                 feather=self.feather_width(parameters, context))
+                                 feather=self.optional_number(parameters, self.FEATHER, context))
         summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
                                 aux=[aux] if aux else None, guides=guides, options=options, progress=progress,
                                 cancelled=cancelled)
@@ -198,16 +200,9 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
                              else ""))
         return summary
 
-    def optional_int(self, parameters, name: str, context) -> int | None:
-        """An optional integer parameter, or None when it is not set."""
+    def optional_number(self, parameters, name: str, context, integer: bool = False):
+        """An optional number parameter, or None when it is not set (the engine then uses its default)."""
         value = parameters.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        return self.parameterAsInt(parameters, name, context)
-
-    def feather_width(self, parameters, context) -> float | None:
-        """FEATHER in pixels, or None when it is not set (the engine then uses the model's default)."""
-        value = parameters.get(self.FEATHER)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        return self.parameterAsDouble(parameters, self.FEATHER, context)
+        return (self.parameterAsInt if integer else self.parameterAsDouble)(parameters, name, context)

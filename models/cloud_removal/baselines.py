@@ -74,7 +74,9 @@ def fusion_composite(src: RasterInfo, out_path: str, guides: list, *, bands=None
     from ..fusion import FuseRasterOptions, fuse_rasters
     from ..tiling import run_tiled
 
-    optical = [g for g in guides if g.kind != "radar"]
+    from .guides import split_guides
+
+    optical, _ = split_guides(guides)
     if not optical:
         raise InputError("The fusion composite needs other dates of the same place (optical guides).")
     if mask is None:

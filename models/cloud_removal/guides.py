@@ -120,6 +120,11 @@ def acquisition_date(text: str) -> datetime.date | None:
     return None
 
 
+def split_guides(guides: list) -> tuple:
+    """``(optical guides, radar guides)``, each in the order given."""
+    return [g for g in guides if g.kind != "radar"], [g for g in guides if g.kind == "radar"]
+
+
 def _guide_date(guide: Guide) -> datetime.date | None:
     return acquisition_date(guide.name) or acquisition_date(guide.path)
 
@@ -127,7 +132,7 @@ def _guide_date(guide: Guide) -> datetime.date | None:
 def order_by_time(target_name: str, guides: list) -> list:
     """The optical guides among ``guides``, nearest in time to the target first when the target and
     every one of them carry a date (:func:`acquisition_date`; ties keep the given order); else as given."""
-    optical = [g for g in guides if g.kind != "radar"]
+    optical, _ = split_guides(guides)
     when = acquisition_date(target_name)
     dates = [_guide_date(g) for g in optical]
     if when is None or any(d is None for d in dates):

@@ -190,11 +190,10 @@ def cloudy_input(src: RasterInfo, bands, mask: RasterInfo | None, mask_values, a
 
 def prepare_input_guides(model: RemovalModel, inputs: CloudyInput, folder: str, progress, cancelled) -> CloudyInput:
     """The guides a guided model needs, checked by kind and prepared onto the input's grid."""
-    from .guides import prepare_guides
+    from .guides import prepare_guides, split_guides
 
     optical, radar = model.guide_kinds
-    given_optical = [g for g in inputs.guides if g.kind != "radar"]
-    given_radar = [g for g in inputs.guides if g.kind == "radar"]
+    given_optical, given_radar = split_guides(inputs.guides)
     needs = (["another date of the same place (an optical guide)"] if optical and not given_optical else []) + (
         [f"Sentinel-1 radar ({radar} band(s): VV, VH in dB or linear)"] if radar and not given_radar else [])
     if needs:
@@ -202,7 +201,7 @@ def prepare_input_guides(model: RemovalModel, inputs: CloudyInput, folder: str, 
                          f"{' and '.join(needs)} in GUIDES.")
     if given_radar and not radar:
         raise InputError(f"Model '{model.label}' was not trained with radar; remove the radar guide(s) "
-                         f"{', '.join(g.name or os.path.basename(g.path) for g in given_radar)}.")
+                         f"{', '.join(g.name for g in given_radar)}.")
     if given_optical and not optical:
         raise InputError(f"Model '{model.label}' was trained with radar only; remove the optical guide(s).")
     prepared = prepare_guides(inputs.src, inputs.bands, inputs.guides, folder, target_mask=inputs.mask,
