@@ -100,8 +100,7 @@ class CropSampler:
         generic = sum(len(ab) for _, ab in o.aux_infos[:len(o.aux_stats)])
         if o.guides is None:
             return generic
-        radar = o.guides.radar.band_count if o.guides.radar is not None else 0
-        return generic + len(o.bands) + 1 + radar
+        return generic + len(o.bands) + 1 + o.guides.radar_bands
 
     def use_fixed_scaling(self, scaling: FixedScaling) -> None:
         """Map inputs and targets with ``scaling`` from now on (instead of per-image statistics)."""

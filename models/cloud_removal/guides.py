@@ -71,6 +71,11 @@ class PreparedGuides:
     radar: RasterInfo | None
     report: list = field(default_factory=list)
 
+    @property
+    def radar_bands(self) -> int:
+        """How many radar channels the guides give (0 without radar)."""
+        return self.radar.band_count if self.radar is not None else 0
+
 
 @dataclass
 class _Opened:

@@ -206,9 +206,9 @@ def prepare_input_guides(model: RemovalModel, inputs: CloudyInput, folder: str, 
         raise InputError(f"Model '{model.label}' was trained with radar only; remove the optical guide(s).")
     prepared = prepare_guides(inputs.src, inputs.bands, inputs.guides, folder, target_mask=inputs.mask,
                               cloud_values=tuple(inputs.mask_values), progress=progress, cancelled=cancelled)
-    if prepared.radar is not None and prepared.radar.band_count != radar:
+    if prepared.radar is not None and prepared.radar_bands != radar:
         raise InputError(f"Model '{model.label}' expects {radar} radar band(s); the radar guides give "
-                         f"{prepared.radar.band_count}.")
+                         f"{prepared.radar_bands}.")
     return replace(inputs, prepared=prepared)
 
 
@@ -333,7 +333,7 @@ class GeneratorTiles:
             if inputs.prepared.base is not None:
                 base, pos = batch[:, pos:pos + nb], pos + nb
             if inputs.prepared.radar is not None:
-                r = inputs.prepared.radar.band_count
+                r = inputs.prepared.radar_bands
                 radar, pos = batch[:, pos:pos + r], pos + r
             parts += guided.guide_channels(base, radar, nb, self.maps.image.to_network, valid.shape)
         return np.concatenate(parts, axis=1), pos

@@ -375,7 +375,7 @@ class TrainingRun:
         extra = (["cloud_mask"] if choices.mask_channel else []) + [
             f"aux:{ai.name}:{b}" for ai, ab in first.aux_infos[:len(first.aux_stats)] for b in ab]
         if first.guides is not None:
-            extra += guided.channel_names(first.guides.radar.band_count if first.guides.radar is not None else 0)
+            extra += guided.channel_names(first.guides.radar_bands)
         validation = "; ".join(
             f"{o.name}: " + ("whole raster (validation only)" if o.src.role == "validation" else
                              "none (training only)" if o.src.role == "train" else
@@ -404,8 +404,8 @@ class TrainingRun:
         first = self.sampler.sources[0]
         if first.guides is None:
             return {}
-        radar = first.guides.radar.band_count if first.guides.radar is not None else 0
-        return {"guide_kinds": {"optical": first.guides.base is not None, "radar": radar}, "any_band_count": True}
+        return {"guide_kinds": {"optical": first.guides.base is not None, "radar": first.guides.radar_bands},
+                "any_band_count": True}
 
     def finish(self, out_model_path: str) -> TrainResult:
         """Keep the best generator, make the report samples and write the model file."""
