@@ -138,12 +138,10 @@ class CropSampler:
     def _to_network(self, o: OpenSource, clear, cloudy, valid, known, mask, aux) -> tuple:
         """Network input (bands, mask channel, auxiliary channels) and target of one crop."""
         mask = mask | ~valid
-        if self.fixed is not None:
-            x_img = self.fixed.to_network(np.asarray(cloudy, dtype=np.float64))
-            y = self.fixed.to_network(np.asarray(clear, dtype=np.float64))
-        else:
-            x_img = normalize(np.asarray(cloudy, dtype=np.float64), o.stats, self.normalization)
-            y = normalize(np.asarray(clear, dtype=np.float64), o.stats, self.normalization)
+        to_network = (self.fixed.to_network if self.fixed is not None else
+                      (lambda a: normalize(a, o.stats, self.normalization)))
+        x_img = to_network(np.asarray(cloudy, dtype=np.float64))
+        y = to_network(np.asarray(clear, dtype=np.float64))
         x_img[:, ~valid] = 0.0
         # the tanh output cannot go beyond [-1, 1]; targets outside are clipped to it
         y = np.clip(y, -1.0, 1.0)
@@ -154,8 +152,6 @@ class CropSampler:
         for a, st in zip(generic, o.aux_stats):
             parts.append(normalize(np.asarray(a, dtype=np.float64), st, self.normalization))
         if o.guides is not None:
-            to_network = (self.fixed.to_network if self.fixed is not None else
-                          (lambda a: normalize(a, o.stats, self.normalization)))
             parts += guide_channels(base, radar, len(o.bands), to_network, valid.shape)
         x = np.concatenate(parts, axis=0)
         return x, y, known & valid, mask
