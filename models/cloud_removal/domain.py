@@ -25,21 +25,14 @@ SAMPLE = 512            # images are checked on a decimated read of at most SAMP
 
 def input_range(sources: list, max_size: int = SAMPLE) -> dict:
     """The per-band range of the training inputs (:class:`~.sources.OpenSource` list, training rows
-    only), as stored in a model file's ``training["input_range"]``."""
-    per_band = None
-    for o in sources:
-        if o.t1 <= o.t0:
-            continue
-        info, bands = (o.cloudy_info, o.cloudy_bands) if o.src.paired else (o.clear_info, o.bands)
-        data = read_decimated(info, bands, max_size, rows=(o.t0, o.t1), dtype=np.float32)
-        valid = valid_mask(data, [info.nodata[b - 1] for b in bands])
-        per_band = per_band or [[] for _ in bands]
-        for i in range(len(bands)):
-            per_band[i].append(data[i][valid])
-    if per_band is None:
+    only, :meth:`~.sources.OpenSource.input_sample`), as stored in a model file's
+    ``training["input_range"]``; empty when no source has training rows."""
+    training = [o for o in sources if o.t1 > o.t0]
+    if not training:
         return {}
-    limits = [percentile_limits(np.concatenate(v), LOW, HIGH) if sum(len(x) for x in v) else (np.nan, np.nan)
-              for v in per_band]
+    samples = [o.input_sample(max_size) for o in training]
+    per_band = [np.concatenate([sample[i] for sample in samples]) for i in range(len(samples[0]))]
+    limits = [percentile_limits(v, LOW, HIGH) if v.size else (np.nan, np.nan) for v in per_band]
     return {"low": [float(lo) for lo, _ in limits], "high": [float(hi) for _, hi in limits],
             "percentiles": [LOW, HIGH]}
 

@@ -217,18 +217,27 @@ class OpenSource:
     def scaling_sample(self, max_size: int = SCALING_SAMPLE) -> list:
         """Per band, the valid values of the input and the target over the training rows (decimated
         reads, float32); empty for a validation-only source."""
-        per_band = [[] for _ in self.bands]
-        if self.t1 <= self.t0:
-            return [np.zeros(0, np.float32) for _ in self.bands]
         rasters = [(self.clear_info, self.bands)]
         if self.src.paired:
             rasters.append((self.cloudy_info, self.cloudy_bands))
-        for info, bands in rasters:
-            data = read_decimated(info, bands, max_size, rows=(self.t0, self.t1), dtype=np.float32)
-            valid = valid_mask(data, [info.nodata[b - 1] for b in bands])
-            for i in range(len(bands)):
-                per_band[i].append(data[i][valid])
-        return [np.concatenate(v) for v in per_band]
+        return self._training_values(rasters, max_size)
+
+    def input_sample(self, max_size: int = SCALING_SAMPLE) -> list:
+        """Per band, the valid values of what the network sees as input (the cloudy image of a pair,
+        else the clear one, which gets synthetic clouds) over the training rows."""
+        return self._training_values([(self.cloudy_info, self.cloudy_bands) if self.src.paired else
+                                      (self.clear_info, self.bands)], max_size)
+
+    def _training_values(self, rasters: list, max_size: int) -> list:
+        """Per band, the valid values of ``[(info, bands)]`` over the training rows (decimated reads)."""
+        per_band = [[] for _ in self.bands]
+        if self.t1 > self.t0:
+            for info, bands in rasters:
+                data = read_decimated(info, bands, max_size, rows=(self.t0, self.t1), dtype=np.float32)
+                valid = valid_mask(data, [info.nodata[b - 1] for b in bands])
+                for i in range(len(bands)):
+                    per_band[i].append(data[i][valid])
+        return [np.concatenate(v) if v else np.zeros(0, np.float32) for v in per_band]
 
     # -- reading one window -------------------------------------------------------------------
     def known(self, window: Window) -> np.ndarray:
