@@ -85,12 +85,13 @@ def fusion_composite(src: RasterInfo, out_path: str, guides: list, *, bands=None
     band_list = parse_bands(bands, src.band_count, src.name)
     values = tuple(float(v) for v in mask_values)
     with tempfile.TemporaryDirectory(prefix="cloudfree-fusion-baseline-") as folder:
-        masks = [mask] + [_guide_mask(g, values, folder, i) for i, g in enumerate(optical)]
+        infos = [raster_info(g.path, g.name) for g in optical]
+        masks = [mask] + [_guide_mask(g, info, values, folder, i) for i, (g, info) in enumerate(zip(optical, infos))]
         fused = os.path.join(folder, "fused.tif")
         nb = len(band_list)
         dates = [_bands_vrt(src, band_list, folder, "target")] + [
-            _bands_vrt(raster_info(g.path, g.name or None), list(g.bands or band_list), folder, f"guide_{i}")
-            for i, g in enumerate(optical)]
+            _bands_vrt(info, list(g.bands or band_list), folder, f"guide_{i}")
+            for i, (g, info) in enumerate(zip(optical, infos))]
         fuse_rasters(dates, fused, masks=masks, mask_values=values,
                      options=FuseRasterOptions(method="median", align=True), progress=progress, cancelled=cancelled)
 
@@ -99,8 +100,9 @@ def fusion_composite(src: RasterInfo, out_path: str, guides: list, *, bands=None
             use = cloud[:, None] & np.isfinite(comp)
             return np.where(use, comp, img)
 
-        run_tiled(paste, src, out_path, bands=band_list, extra=[(mask, [1]), (raster_info(fused), list(range(1, nb + 1)))],
-                  out_dtype=src.dtype, tile=256, overlap=0, progress=progress, cancelled=cancelled)
+        extra = [(mask, [1]), (raster_info(fused), list(range(1, nb + 1)))]
+        run_tiled(paste, src, out_path, bands=band_list, extra=extra, out_dtype=src.dtype, tile=256, overlap=0,
+                  progress=progress, cancelled=cancelled)
     return {"output": out_path, "method": "fusion", "dates": 1 + len(optical)}
 
 
@@ -108,17 +110,17 @@ def _bands_vrt(info: RasterInfo, bands: list, folder: str, name: str) -> RasterI
     """The chosen bands of a raster as a VRT (every date of the composite then has the same bands)."""
     from osgeo import gdal
 
-    if len(bands) != len(set(bands)) or max(bands) > info.band_count:
-        raise InputError(f"Layer '{info.name}' has {info.band_count} band(s); bands {bands} were asked for.")
+    bands = parse_bands(bands, info.band_count, info.name)
+    if len(set(bands)) != len(bands):
+        raise InputError(f"Layer '{info.name}': bands {bands} name a band twice.")
     path = os.path.join(folder, f"{name}.vrt")
     gdal.Translate(path, info.path, format="VRT", bandList=list(bands))
     return raster_info(path, info.name)
 
 
-def _guide_mask(guide, values: tuple, folder: str, k: int) -> RasterInfo:
+def _guide_mask(guide, info: RasterInfo, values: tuple, folder: str, k: int) -> RasterInfo:
     """The guide's own mask, block by block, its cloud values mapped to the target's first one (all clear
     when the guide has no mask), on the guide's grid."""
-    info = raster_info(guide.path, guide.name or None)
     m = raster_info(guide.mask) if guide.mask is not None else None
     marked_values = np.asarray([float(v) for v in guide.mask_values])
     clear_value = 0 if values[0] != 0 else 255
