@@ -40,6 +40,10 @@ from .config import DEFAULT_NORMALIZATION, GENERATOR_ALIASES, GUIDED, MODEL_SIZE
 GENERATORS = {PIX2PIX: "unet_generator", "unmix_blend": "fill_residual_generator", GUIDED: "guided_generator",
               "plain": "unet_generator"}  # plain: the former name of pix2pix
 FILL_ARCHITECTURE = "fill_residual_generator"  # generators that start from a fill of the masked pixels
+# Generators whose last layer starts at zero, so that the untrained network is a model in its own
+# right (the unmixing fill; the colour-matched copy of the nearest clear date). Their step 0 is a
+# candidate of the validation's keep-best: training is kept only when it does better than its start.
+PRIOR_STARTS = ("unmix_blend", GUIDED)
 DISCRIMINATOR = "patch_discriminator"
 
 

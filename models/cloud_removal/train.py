@@ -28,7 +28,7 @@ from . import checkpoints, guided
 from .config import DEFAULT_NORMALIZATION, LEARNED, TASK, TrainConfig, TrainResult, resolve_choices
 from .crops import CropSampler
 from .domain import input_range
-from .generators import DISCRIMINATOR, build, discriminator_hyperparameters, generator_spec
+from .generators import DISCRIMINATOR, PRIOR_STARTS, build, discriminator_hyperparameters, generator_spec
 from .scaling import to_display
 from .sources import as_training_source, hold_out_pairs, learn_fixed_scaling
 from .validation import pair_figures, validation_metrics, validation_score, validations_since_best
@@ -137,6 +137,8 @@ class TrainingRun:
                                             c.dropout, choices.upsample, c.residual_scale)
         torch.manual_seed(c.seed)
         self.G = build(self.arch, self.hp, choices.paper_init).to(self.device)
+        # the untrained generator is a candidate of keep-best when it is a model in its own right
+        self.first_candidate = 0 if choices.generator in PRIOR_STARTS else 1
         self.d_hp = discriminator_hyperparameters(s.in_channels, self.bands, c.disc_base or self.size["base"],
                                                   c.disc_layers, c.norm)
         self.D = build(DISCRIMINATOR, self.d_hp, choices.paper_init).to(self.device)
@@ -174,7 +176,7 @@ class TrainingRun:
             self._restore_best(resume_from)
 
     def _restore_best(self, resume_from: str) -> None:
-        scored = [v for v in self.history["val"] if 0 < v["step"] <= self.step]  # as keep_if_best keeps them
+        scored = [v for v in self.history["val"] if self.first_candidate <= v["step"] <= self.step]  # as keep_if_best
         if not scored:
             return
         state = checkpoints.read_best_generator(resume_from)
@@ -204,16 +206,16 @@ class TrainingRun:
     def stop_early(self) -> bool:
         """True once ``early_stopping`` validations in a row have not beaten the best score (logged)."""
         patience = self.config.early_stopping
-        if not patience or validations_since_best(self.history["val"]) < patience:
+        if not patience or validations_since_best(self.history["val"], self.first_candidate) < patience:
             return False
-        best = max((v for v in self.history["val"] if v["step"] > 0), key=validation_score)
+        best = max((v for v in self.history["val"] if v["step"] >= self.first_candidate), key=validation_score)
         self.log(f"Early stopping at step {self.step}: no better validation score in the last {patience} "
                  f"validation(s); the best was at step {best['step']}.")
         self.history["stopped_early"] = self.step
         return True
 
     def keep_if_best(self, m: dict) -> None:
-        if self.config.keep_best and self.step > 0 and validation_score(m) > self.best["score"]:
+        if self.config.keep_best and self.step >= self.first_candidate and validation_score(m) > self.best["score"]:
             self.best.update(score=validation_score(m), step=self.step,
                              state={k: v.detach().cpu().clone().contiguous() for k, v in self.G.state_dict().items()})
             checkpoints.write_best_generator(self.checkpoint_dir, self.best["state"])
@@ -329,6 +331,10 @@ class TrainingRun:
         self.G.load_state_dict(self.best["state"], strict=True)
         self.log(f"Keeping the generator of step {self.best['step']} (best validation score "
                  f"{self.best['score']:.2f} = PSNR + 20 x SSIM, inside the clouds when the crops have a mask).")
+        if self.best["step"] == 0:
+            self.log("Training did not beat the untrained generator on the validation crops, so the model is "
+                     "its starting point (the colour-matched copy / the unmixing fill); more or more varied "
+                     "training data may help.")
         return self.best["step"]
 
     def report_samples(self) -> list:

@@ -6,7 +6,9 @@ Every ``val_every`` steps the generator is scored on the validation blocks or he
 (never on training pixels) by PSNR + 20 x SSIM inside the clouds, or over every pixel when the
 validation crops have no mask (pairs without masks) (:func:`validation_score`); with
 ``keep_best`` (default) the saved model is the best-scoring one, and its step is
-``training.selected_step`` in the metadata. With ``early_stopping`` = P, a run stops once P
+``training.selected_step`` in the metadata. Step 0 is a candidate only for generators that start
+as a model in their own right (``generators.PRIOR_STARTS``: the unmixing fill, the matched copy),
+so training is kept only when it beats that start; a pix2pix generator starts from noise. With ``early_stopping`` = P, a run stops once P
 validations in a row have not beaten the best (:func:`validations_since_best`). Dropout is off
 during validation, so the figures describe what users get.
 """
@@ -58,9 +60,10 @@ def validation_score(m: dict) -> float:
     return -math.inf if not (math.isfinite(p) and math.isfinite(s_)) else p + SSIM_WEIGHT * s_
 
 
-def validations_since_best(val: list) -> int:
-    """How many validations after step 0 came after the best-scoring one (the first of equal scores)."""
-    scored = [validation_score(v) for v in val if v["step"] > 0]
+def validations_since_best(val: list, first_step: int = 1) -> int:
+    """How many validations from ``first_step`` on came after the best-scoring one (the first of
+    equal scores). ``first_step`` is 0 for generators whose start is a candidate (``PRIOR_STARTS``)."""
+    scored = [validation_score(v) for v in val if v["step"] >= first_step]
     if not scored:
         return 0
     best = max(range(len(scored)), key=lambda i: (scored[i], -i))  # the first of equal scores

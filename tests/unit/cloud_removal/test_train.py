@@ -24,7 +24,7 @@ def test_fill_residual_training_starts_from_the_fill_and_keeps_the_best(trained)
     result, folder, lines, calls = trained
     val = result.history["val"]
     assert [v["step"] for v in val] == [0, 20, 40]
-    best = max(val[1:], key=cr.validation_score)
+    best = max(val, key=cr.validation_score)  # its untrained start (the unmixing fill) is a candidate too
     assert result.metrics == {k: v for k, v in best.items() if k != "step"}
     assert any("Keeping the generator of step" in line for line in lines)
     assert len(result.history["loss_g_l1"]) == 40 == result.steps
@@ -47,7 +47,7 @@ def test_model_file_metadata(trained):
     assert meta.normalization["scheme"] == "per_band_clear_percentile"
     assert meta.training["input_range"] == {}  # per-image scaling: any units do, no range to leave
     assert meta.training["inference_dropout"] is False
-    assert meta.training["selected_step"] in (20, 40)
+    assert meta.training["selected_step"] in (0, 20, 40)
     assert meta.normalization["beyond_clip"] == "log"
     hp = meta.hyperparameters  # the default generator blends an unmixed ground and a fill: 4 bands + the mask
     assert meta.architecture == "fill_residual_generator" and meta.tile_size == 64
@@ -56,6 +56,23 @@ def test_model_file_metadata(trained):
     assert hp["head"] == "blend" and hp["residual_scale"] == 0.0
     assert hp["trust_power"] == 2.0 and hp["plausible_range"] == 1.0  # stored, not taken from the code
     assert not model.training
+
+
+def test_a_prior_start_is_kept_when_training_does_not_beat_it(tiny_config, tmp_path):
+    """The unmix_blend generator starts as the unmixing fill: a run whose training only makes it worse
+    (a learning rate far too high) keeps step 0 and says so; pix2pix, which starts from noise, never does."""
+    lines = []
+    cfg = tiny_config(steps=6, val_every=3, lr=5.0, lr_decay_start=1.0, num_samples=0)
+    result = cr.train_cloud_removal(cfg, str(tmp_path / "wrecked.safetensors"), log=lines.append)
+    val = result.history["val"]
+    assert [v["step"] for v in val] == [0, 3, 6]
+    assert cr.validation_score(val[0]) > max(cr.validation_score(v) for v in val[1:])
+    assert read_metadata(result.model_path).training["selected_step"] == 0
+    assert any("did not beat the untrained generator" in line for line in lines)
+
+    plain = cr.train_cloud_removal(tiny_config(steps=6, val_every=3, lr=5.0, lr_decay_start=1.0, num_samples=0,
+                                               generator="plain"), str(tmp_path / "plain.safetensors"))
+    assert read_metadata(plain.model_path).training["selected_step"] in (3, 6)
 
 
 def test_checkpoint_resume_continues_step_count(trained, tiny_config, tmp_path):
