@@ -246,6 +246,9 @@ def main() -> None:
         print(f"optical guided model: {n_opt} Landsat targets, {args.steps} steps in {t_opt:.0f} s; radar guided "
               f"model: {n_rad} BigEarthNet targets in {t_rad:.0f} s (models in {work})", flush=True)
         paths = {"optical": optical.model_path, "radar": radar.model_path}
+        for name, result in (("optical", optical), ("radar", radar)):  # what keep-best chose from
+            print(f"{name} validation (step: PSNR/SSIM inside the clouds): " + ", ".join(
+                f"{v['step']}: {v['psnr_masked']:.2f}/{v['ssim_masked']:.3f}" for v in result.history["val"]))
     for k, path in paths.items():
         t = __import__("cloudfree.models.weights", fromlist=["x"]).read_metadata(path).training
         print(f"{k}: kept step {t.get('selected_step')} of {t.get('steps')}")
