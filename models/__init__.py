@@ -4,7 +4,7 @@ Capabilities (each a package; its ``__init__`` lists its public API, its modules
 
 - ``cloud_removal``  pix2pix cloud removal: config, scaling, sources, pairs, synthetic, crops,
                      generators, checkpoints, validation, train, prior, feathering, infer, report;
-                     domain (training range); guides, radar, guided, baselines (guided removal)
+                     domain (training range); guides, guided, baselines (guided removal)
 - ``fusion``         multi-date fusion (Rafique et al. 2019): scaling, quality, baselines, fuse,
                      rasters, config, data, segmentation, validation, train, report
 - ``registration``   SIFT + CNN registration (Ye et al. 2018): sources, detect, describe, train,
@@ -24,15 +24,20 @@ Shared modules underneath (they never import a capability):
 - ``raster``         GDAL I/O: ``RasterInfo`` (opened once), window, padded and decimated reads, writer
 - ``grids``          same-grid checks, overlap, warping onto a reference, rasterising labels
 - ``tiling``         the tiled executor: overlapping tiles, seamless blending, bounded memory
+- ``distributed``    the Dask executor (SCHEDULER): tiles and windows as tasks on a cluster, imported only
+                     when a scheduler is asked for
 - ``normalization``  percentile scaling to network space (numpy and torch) and display stretches
 - ``augment``        rotation/flip augmentation of training crops
 - ``networks``       every nn.Module: the U-Net family, pix2pix generators, PatchGAN, descriptor CNN
 - ``weights``        the model file (safetensors + JSON metadata) and the one strict loader
+- ``backends``       what runs a network at inference (auto, torch, ONNX Runtime), behind one callable
+- ``onnx_export``    a network exported to ONNX once, cached per weights in the user's cache folder
 - ``reports``        self-contained HTML training reports
 - ``metrics``        PSNR, SSIM, MAE, RMSE, SAM on arrays
 - ``class_metrics``  confusion matrix, Dice, IoU, accuracy, mIoU of class maps
 - ``comparison``     the same figures (and class metrics) between two rasters, block by block, as a JSON report
 - ``noise``          hashed gradient noise any window computes on its own
+- ``radar``          SAR layers: recognised, dB <-> linear power, the Lee speckle filter
 - ``clouds``         synthetic clouds, shadows and gaps over rasters or arrays
 - ``quicklook``      PNG previews
 

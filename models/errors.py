@@ -26,5 +26,9 @@ class DependencyError(CloudFreeError):
     """A Python package the plugin needs is not installed in QGIS's Python."""
 
 
+class ClusterError(CloudFreeError):
+    """The Dask cluster asked for (SCHEDULER) cannot be reached, has no workers or lost the run."""
+
+
 class Cancelled(CloudFreeError):
     """The user cancelled the run; outputs have been removed."""

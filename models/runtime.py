@@ -34,6 +34,8 @@ REQUIREMENTS = {
     "onnxruntime": "onnxruntime",
     "ukis_csmask": "ukis-csmask==1.0.0",
     "scipy": "scipy",
+    "dask": "dask",
+    "distributed": "distributed",
 }
 
 

@@ -9,16 +9,26 @@ The raster is processed one row of tiles at a time: rows that no later tile touc
 divided by the summed weights and written, so memory is bounded by one row of tiles
 (``bands x tile x width``) and the batch, never by the raster's height. Reading the next
 row and writing finished rows happen on background threads while the function runs.
+
+The same run can be scaled out (``executor``, from :func:`open_executor`: a Dask cluster, see
+:mod:`.distributed`): each batch of tiles becomes a task that reads its columns of the row of
+tiles on a worker (mirrored past the edges exactly as here), runs the function there and returns
+the tiles; they are blended, finished and written here, in the same order, by the same code, so
+the output is the same. The engines pass ``executor`` through and never see Dask.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from osgeo import gdal
 
 from .errors import InputError, ModelFileError
 from .raster import RasterInfo, RasterWriter, open_raster, read_padded, valid_mask
@@ -26,6 +36,22 @@ from .runtime import CancelCheck, Progress, check_cancelled, report, steady_memo
 from .windows import Window
 
 TileFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def open_executor(scheduler: str | None):
+    """A context giving where tiles run: None (here, in-process) for an empty ``scheduler``, else a Dask
+    executor (``local:N``, ``tcp://host:port``; :func:`.distributed.open_executor`), closed at the end.
+
+    Dask is imported only here, when a scheduler is asked for."""
+    if not (scheduler or "").strip():
+        return nullcontext(None)
+    from .distributed import open_executor as open_dask
+
+    return open_dask(scheduler)
+
+
+def describe_executor(executor) -> str:
+    return "in-process" if executor is None else executor.description
 
 
 @dataclass(frozen=True)
@@ -151,6 +177,15 @@ def _accumulate(acc: np.ndarray, out: np.ndarray, x: int, width: int, weight: np
         acc[:, mid, a:b] = out[:, mid, a - x:b - x]
 
 
+def _checked_output(result, shape: tuple) -> np.ndarray:
+    """The function's output as an array, refused when it is not ``(batch, out_bands, tile, tile)``."""
+    result = np.asarray(result)
+    if result.shape != shape:
+        raise ModelFileError(f"The network returned tiles of shape {result.shape} where {shape} was expected: "
+                             "the model does not fit this input or tile size.")
+    return result
+
+
 def _balanced(items: list, batch_size: int) -> list:
     """Split a row of tiles into batches of at most ``batch_size`` and near-equal size
     (19 tiles by 8 -> 7, 6, 6 rather than 8, 8, 3: a small last batch is slow per tile)."""
@@ -164,7 +199,7 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
               tile: int = 256, overlap: int = 32, batch_size: int = 8, out_nodata="auto",
               fill_value: float = 0.0, descriptions: Sequence[str] | None = None, cog: bool = False,
               postprocess: Callable | None = None, progress: Progress = None,
-              cancelled: CancelCheck = None) -> str:
+              cancelled: CancelCheck = None, executor=None) -> str:
     """Apply ``fn`` to ``src`` tile by tile and write the blended result to ``dst_path``.
 
     ``fn(batch, valid)`` receives ``batch`` as float32 ``(B, C, tile, tile)`` (the selected
@@ -178,6 +213,10 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     values to write (used, for example, to keep clear pixels exactly as they were); the
     tiler may round the returned array in place. ``blended`` is a reused buffer: copy what
     must outlive the call.
+
+    ``executor`` (:func:`open_executor`; None = here): where the batches of tiles run. On a Dask
+    cluster ``fn`` is pickled and shipped to every worker once, and the inputs are read there by path;
+    the post-processing and the writing stay here.
     """
     bands = list(bands) if bands is not None else list(range(1, src.band_count + 1))
     out_bands = out_bands or len(bands)
@@ -188,7 +227,10 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     writer = RasterWriter(dst_path, like=src, band_count=out_bands, dtype=out_dtype, nodata=out_nodata,
                           descriptions=descriptions, cog=cog, protect=[src.path] + [i.path for i, _ in extra])
     with steady_memory(), writer:
-        run.execute(writer, progress, cancelled)
+        if executor is None:
+            run.execute(writer, progress, cancelled)
+        else:
+            run.execute_on(executor, writer, progress, cancelled)
     return dst_path
 
 
@@ -248,11 +290,7 @@ class _TiledRun:
             check_cancelled(cancelled)
             batch = np.stack([strip[:, :, x - x_first:x - x_first + T] for x in bx])
             vbatch = np.stack([strip_valid[:, x - x_first:x - x_first + T] for x in bx])
-            result = np.asarray(self.fn(batch, vbatch))
-            if result.shape != (len(bx), self.out_bands, T, T):
-                raise ModelFileError(f"The network returned tiles of shape {result.shape} where "
-                                     f"{(len(bx), self.out_bands, T, T)} was expected: the model does not fit "
-                                     "this input or tile size.")
+            result = _checked_output(self.fn(batch, vbatch), (len(bx), self.out_bands, T, T))
             for x, out in zip(bx, result):
                 _accumulate(self.acc, out, x, self.W, self.weight, self.overlap)
             self.done_tiles += len(bx)
@@ -302,3 +340,130 @@ class _TiledRun:
             io_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
             self.datasets.clear()
+
+    def execute_on(self, executor, writer: RasterWriter, progress, cancelled) -> None:
+        """The run with each batch of tiles computed by ``executor`` (see the module docstring).
+
+        The batches are those of :meth:`execute`, and their tiles are blended into the accumulator in
+        the same order, so every sum is the same; the rows' validity is put together from the tiles'.
+        """
+        T, x_first = self.T, self.xs[0]
+        batches = _balanced(self.xs, self.batch_size)
+        items = [(y, tuple(bx)) for y in self.ys for bx in batches]
+        results = executor.map_in_order(_BatchJob(self), items, ahead=len(batches), progress=progress,
+                                        cancelled=cancelled)
+        strip_valid = np.empty((T, self.strip_w), dtype=bool)
+        write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfree-write")
+        try:
+            for k in range(len(self.ys)):
+                for bx in batches:
+                    result, valid = next(results)
+                    for x, out in zip(bx, result):
+                        _accumulate(self.acc, out, x, self.W, self.weight, self.overlap)
+                    strip_valid[:, bx[0] - x_first:bx[-1] + T - x_first] = valid
+                self.finish_rows(k, strip_valid, writer, write_pool)
+            for f in self.pending_writes:
+                f.result()
+        finally:
+            results.close()  # pending tasks are cancelled on failure or cancel
+            write_pool.shutdown(wait=True, cancel_futures=True)
+            self.datasets.clear()
+
+
+def padded_positions(start: int, length: int, size: int) -> np.ndarray:
+    """Where :func:`.raster.read_padded` takes each pixel of ``[start, start + length)`` along an axis of ``size``
+    pixels: the part inside the raster as it is, the rest mirrored as numpy pads it ("reflect"; "edge" for a
+    part of one pixel), computed by padding the positions themselves."""
+    a, b = max(start, 0), min(start + length, size)
+    return np.pad(np.arange(a, b), (a - start, start + length - b), mode="reflect" if b - a > 1 else "edge")
+
+
+class _BatchJob:
+    """What a worker needs to compute batches of tiles of one scaled-out :func:`run_tiled`; shipped once.
+
+    Called with ``(y, xs)``, it reads the tiles' columns of the row of tiles at ``y`` from every input,
+    fills nodata as :meth:`_TiledRun.read_strip` does, runs the function and returns ``(tiles, valid)``.
+    Each thread opens its own datasets. Rasters in GDAL's memory file system (the coarse fill prior)
+    cannot be seen from another process, so their files travel with the job and are removed again
+    when the worker drops it.
+    """
+
+    def __init__(self, run: _TiledRun):
+        self.fn, self.T, self.out_bands = run.fn, run.T, run.out_bands
+        self.x_first, self.strip_w = run.xs[0], run.strip_w
+        self.sources = [(run.src, run.bands)] + list(run.extra)
+        self.src_nodata, self.fill_value = run.src_nodata, run.fill_value
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k != "_local"}
+        state["memory_files"] = memory_files([info.path for info, _ in self.sources])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        files = state.pop("memory_files")
+        self.__dict__.update(state)
+        self._local = threading.local()
+        written = [path for path, data in files.items() if gdal.VSIStatL(path) is None]
+        for path in written:
+            gdal.FileFromMemBuffer(path, files[path])
+        weakref.finalize(self, _unlink, written)
+
+    def datasets(self) -> list:
+        if not hasattr(self._local, "datasets"):
+            self._local.datasets = [open_raster(info.path, info.name) for info, _ in self.sources]
+        return self._local.datasets
+
+    def read(self, y: int, x0: int, x1: int) -> tuple:
+        """Columns ``[x0, x1)`` of the row of tiles at ``y`` (every input) and their validity: the same pixels as
+        the in-process strip read, mirrored past the edges as it mirrors them."""
+        width, height = self.sources[0][0].width, self.sources[0][0].height
+        rows = padded_positions(y, self.T, height)
+        cols = padded_positions(self.x_first, self.strip_w, width)[x0 - self.x_first:x1 - self.x_first]
+        r0, c0 = int(rows.min()), int(cols.min())
+        box = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+        parts = []
+        for ds, (_, bands) in zip(self.datasets(), self.sources):
+            block = read_padded(ds, box, bands)
+            parts.append(block[np.ix_(range(len(bands)), rows - r0, cols - c0)])
+        valid = valid_mask(parts[0], self.src_nodata)
+        if not valid.all():
+            parts[0][:, ~valid] = self.fill_value
+        return np.concatenate(parts), valid
+
+    def __call__(self, item: tuple) -> tuple:
+        y, xs = item
+        T = self.T
+        strip, valid = self.read(y, xs[0], xs[-1] + T)
+        batch = np.stack([strip[:, :, x - xs[0]:x - xs[0] + T] for x in xs])
+        vbatch = np.stack([valid[:, x - xs[0]:x - xs[0] + T] for x in xs])
+        return _checked_output(self.fn(batch, vbatch), (len(xs), self.out_bands, T, T)), valid
+
+
+def memory_files(paths) -> dict:
+    """``{path: bytes}`` of every file in GDAL's memory file system (``/vsimem/``) the rasters ``paths`` are
+    made of (a VRT's sources too)."""
+    files = {}
+    for path in paths:
+        if str(path).startswith("/vsimem/"):
+            for name in open_raster(path).GetFileList() or []:
+                if name.startswith("/vsimem/") and name not in files:
+                    files[name] = _read_memory_file(name)
+    return files
+
+
+def _read_memory_file(path: str) -> bytes:
+    f = gdal.VSIFOpenL(path, "rb")
+    try:
+        gdal.VSIFSeekL(f, 0, 2)
+        size = gdal.VSIFTellL(f)
+        gdal.VSIFSeekL(f, 0, 0)
+        return bytes(gdal.VSIFReadL(1, size, f))
+    finally:
+        gdal.VSIFCloseL(f)
+
+
+def _unlink(paths: list) -> None:
+    for path in paths:
+        if gdal.VSIStatL(path) is not None:
+            gdal.Unlink(path)

@@ -1,8 +1,10 @@
-"""Parameters several algorithms share (DEVICE, TILE_SIZE, band and value lists)."""
+"""Parameters several algorithms share (DEVICE, BACKEND, TILE_SIZE, band and value lists)."""
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingParameterEnum, QgsProcessingParameterNumber
+from qgis.core import QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterNumber
+
+from ..models.backends import BACKENDS  # auto, torch, onnxruntime (the engine imports no torch to say so)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -14,6 +16,18 @@ def device_parameter(name: str = "DEVICE") -> QgsProcessingParameterEnum:
 
 def device_value(alg, parameters, context, name: str = "DEVICE") -> str:
     return DEVICES[alg.parameterAsEnum(parameters, name, context)]
+
+
+def backend_parameter(name: str = "BACKEND") -> QgsProcessingParameterEnum:
+    """Advanced: what runs the network (auto: the faster of ONNX Runtime and torch, timed when the run starts)."""
+    parameter = QgsProcessingParameterEnum(name, "Inference engine (auto = the faster of ONNX Runtime and torch, "
+                                           "timed at the start)", list(BACKENDS), defaultValue=0)
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return parameter
+
+
+def backend_value(alg, parameters, context, name: str = "BACKEND") -> str:
+    return BACKENDS[alg.parameterAsEnum(parameters, name, context)]
 
 
 def tile_parameter(name: str = "TILE_SIZE", default: int = 0) -> QgsProcessingParameterNumber:

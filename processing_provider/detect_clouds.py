@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterFile,
@@ -16,7 +18,8 @@ from qgis.core import (
 
 from ..models.runtime import install_hint, missing_packages
 from .base import CloudFreeAlgorithm
-from .common import device_parameter, device_value, tile_parameter
+from .common import backend_parameter, backend_value, device_parameter, device_value, tile_parameter
+from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 #: SCALING choices: the engine's presets in this order, then a custom gain and offset
 SCALING_PRESETS = ("reflectance", "sentinel2_pb04", "sentinel2_l1c", "landsat_c2_l2", "landsat_l1_toa")
@@ -40,6 +43,7 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     DEVICE = "DEVICE"
+    BACKEND = "BACKEND"
     OUTPUT = "OUTPUT"
     CLOUD_FRACTION = "CLOUD_FRACTION"
     SHADOW_FRACTION = "SHADOW_FRACTION"
@@ -75,12 +79,13 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
         "(the band, product and scaling settings above are not used). A class named cloud becomes 1 and one "
         "named shadow 2; without such names the class values 1 and 2 are cloud and shadow.</p>"
         "<p>Advanced: <b>tile size</b> (0 = the network's: 256 px, the only size ukis-csmask takes), <b>tile overlap</b> in "
-        "pixels (blended), <b>device</b> (cuda needs the onnxruntime-gpu package).</p>"
+        "pixels (blended), <b>device</b> (cuda needs the onnxruntime-gpu package), and the <b>inference engine</b> "
+        "that runs a trained <b>model</b> (auto: the faster of ONNX Runtime and torch).</p>"
         "<p>The networks work best near 30 m; 10 m and 20 m Sentinel-2 bands work too. Chain: this mask is the "
         "<b>Cloud mask</b> of <i>Remove clouds (pix2pix)</i> with mask values 1,2.</p>"
         "<p>Needs the Python packages ukis-csmask (its networks, about 150 MB) and onnxruntime: "
         "<code>python3 -m pip install --user \"ukis-csmask==1.0.0\" onnxruntime</code>.</p>"
-    )
+    ) + SCHEDULER_HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
         from ..models.detection import PRESET_LABELS
@@ -110,7 +115,9 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
                                                  QgsProcessingParameterNumber.Integer, 64, minValue=0),
                     device_parameter(self.DEVICE),
                     QgsProcessingParameterFile(self.MODEL, "Trained segmentation model instead of ukis-csmask",
-                                               extension="safetensors", optional=True)]
+                                               extension="safetensors", optional=True),
+                    backend_parameter(self.BACKEND),
+                    scheduler_parameter()]
         for parameter in advanced:
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
@@ -129,13 +136,16 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
                                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                                    overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
                                    device=device_value(self, parameters, context, self.DEVICE),
-                                   model=self.parameterAsFile(parameters, self.MODEL, context) or None)
+                                   model=self.parameterAsFile(parameters, self.MODEL, context) or None,
+                                   backend=backend_value(self, parameters, context, self.BACKEND))
         if options.model is None and missing_packages(self.DETECTOR_REQUIRES):
             raise QgsProcessingException(install_hint(missing_packages(self.DETECTOR_REQUIRES)))
         feedback.pushInfo(f"Input '{src.name}': " + (f"all bands into the model {options.model}" if options.model else
                           f"bands {dict(zip(roles.roles, roles.bands))}, scaling {scaling.describe()}, product "
                           f"{options.product.upper()}"))
-        summary = detect_clouds(src, out, roles, scaling, options, progress=progress, cancelled=cancelled)
+        with scaled_out(self, parameters, context, feedback) as executor:
+            summary = detect_clouds(src, out, roles, scaling, replace(options, executor=executor), progress=progress,
+                                    cancelled=cancelled)
         feedback.pushInfo(f"{summary.detector} on {summary.device}: cloud {100 * summary.cloud_fraction:.1f} %, "
                           f"shadow {100 * summary.shadow_fraction:.1f} % of {summary.counts.valid} valid pixels "
                           f"(dilation {summary.dilation} px) in {summary.seconds:.1f} s")

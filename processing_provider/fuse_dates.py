@@ -12,7 +12,8 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
-from .common import device_parameter, device_value, parse_values
+from .common import backend_parameter, backend_value, device_parameter, device_value, parse_values
+from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 METHODS = (("quality", "Quality network (Rafique et al. 2019)"), ("mean", "Mean"), ("median", "Median"),
            ("best", "Best available pixel (mask / cloud probability)"))
@@ -30,6 +31,7 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
     ALIGN = "ALIGN"
     BANDS = "BANDS"
     DEVICE = "DEVICE"
+    BACKEND = "BACKEND"
     OUTPUT = "OUTPUT"
     OUTPUT_WEIGHTS = "OUTPUT_WEIGHTS"
     NAME = "fusedates"
@@ -50,7 +52,7 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         "choose warping to resample them onto it.</p>"
         "<p><b>Per-date weight maps</b>: one band per date, the weight of that date at each pixel, to see "
         "where each fused pixel came from.</p>"
-    )
+    ) + SCHEDULER_HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUTS, "Dates (rasters, same place)",
@@ -66,6 +68,8 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
                                                        optional=True))
         self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(backend_parameter(self.BACKEND))
+        self.addParameter(scheduler_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Fused raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_WEIGHTS,
                                                                   "Per-date weight maps (one band per date)",
@@ -86,11 +90,14 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         weight_maps = self.parameterAsOutputLayer(parameters, self.OUTPUT_WEIGHTS, context) or None
         feedback.pushInfo(f"Fusing {len(inputs)} dates ({', '.join(i.name for i in inputs)}) with {method}"
                           + (f", masks {', '.join(m.name for m in masks)}" if masks else ""))
-        options = FuseRasterOptions(method=method, model_path=model, bands=bands,
-                                    device=device_value(self, parameters, context, self.DEVICE),
-                                    align=self.parameterAsEnum(parameters, self.ALIGN, context) == 1)
-        summary = fuse_rasters(inputs, out, masks=masks, mask_values=mask_values, weight_map_path=weight_maps,
-                               options=options, progress=progress, cancelled=cancelled)
+        with scaled_out(self, parameters, context, feedback) as executor:
+            options = FuseRasterOptions(method=method, model_path=model, bands=bands,
+                                        device=device_value(self, parameters, context, self.DEVICE),
+                                        backend=backend_value(self, parameters, context, self.BACKEND),
+                                        align=self.parameterAsEnum(parameters, self.ALIGN, context) == 1,
+                                        executor=executor)
+            summary = fuse_rasters(inputs, out, masks=masks, mask_values=mask_values, weight_map_path=weight_maps,
+                                   options=options, progress=progress, cancelled=cancelled)
         feedback.pushInfo(f"Done in {summary.get('seconds', 0):.1f} s")
         outputs = {self.OUTPUT: out}
         if weight_maps:

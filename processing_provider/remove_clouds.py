@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from qgis.core import (
     QgsProcessingException,
@@ -18,7 +19,8 @@ from qgis.core import (
 
 from .base import CloudFreeAlgorithm
 from .guides import GuideParameters
-from .common import device_parameter, device_value, parse_values, tile_parameter
+from .common import backend_parameter, backend_value, device_parameter, device_value, parse_values, tile_parameter
+from .scale_out import SCHEDULER, SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 DEFAULT_MODEL = "cloud_removal_small.safetensors"
 GUIDED_OPTICAL_MODEL = "cloud_removal_guided_optical.safetensors"  # shipped default with other dates as guides
@@ -36,6 +38,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     OVERLAP = "OVERLAP"
     FEATHER = "FEATHER"
     DEVICE = "DEVICE"
+    BACKEND = "BACKEND"
     OUTPUT = "OUTPUT"
     OUTSIDE_TRAINING_RANGE = "OUTSIDE_TRAINING_RANGE"
     METHOD = "METHOD"
@@ -80,7 +83,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         "<p><b>Model</b>: empty = the model shipped with the plugin (mask-guided; its metadata says what it was "
         "trained on). Train your own with <i>Train cloud removal model</i>: with cloudy/clear pairs and no masks "
         "for a pix2pix model that needs no mask here.</p>"
-    )
+    ) + SCHEDULER_HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Cloudy raster"))
@@ -107,6 +110,8 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         feather.setFlags(feather.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(feather)
         self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(backend_parameter(self.BACKEND))
+        self.addParameter(scheduler_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free raster"))
         self.addOutput(QgsProcessingOutputNumber(self.OUTSIDE_TRAINING_RANGE, "Share of pixels outside the range "
                                                  "the model was trained on (-1 = the model records none)"))
@@ -128,6 +133,8 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
             feedback.pushInfo(f"Guide '{g.name}': {g.kind}" + (f", its clouds from '{g.mask}'" if g.mask else ""))
         out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
         if method == "fusion":
+            if self.parameterAsString(parameters, SCHEDULER, context).strip():
+                feedback.pushWarning("The fusion composite runs here: SCHEDULER is not used by this method.")
             fusion_composite(src, out, guides, bands=self.parameterAsString(parameters, self.BANDS, context) or None,
                              mask=mask, mask_values=mask_values, progress=progress, cancelled=cancelled)
             return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0}
@@ -184,10 +191,13 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         options = RemovalOptions(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                                  overlap=self.optional_number(parameters, self.OVERLAP, context, integer=True),
                                  device=device_value(self, parameters, context, self.DEVICE),
-                                 feather=self.optional_number(parameters, self.FEATHER, context))
-        summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
-                                aux=[aux] if aux else None, guides=guides, options=options, progress=progress,
-                                cancelled=cancelled)
+                                 feather=self.optional_number(parameters, self.FEATHER, context),
+                                 backend=backend_value(self, parameters, context, self.BACKEND))
+        with scaled_out(self, parameters, context, feedback) as executor:
+            summary = remove_clouds(src, out, model, bands=bands, mask=mask, mask_values=mask_values,
+                                    aux=[aux] if aux else None, guides=guides,
+                                    options=replace(options, executor=executor), progress=progress,
+                                    cancelled=cancelled)
         if summary.get("warning"):
             feedback.pushWarning(summary["warning"])
         for g in summary.get("guides", []):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from qgis.core import (
     QgsProcessing,
@@ -13,7 +14,8 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
-from .common import device_parameter, device_value, tile_parameter
+from .common import backend_parameter, backend_value, device_parameter, device_value, tile_parameter
+from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 
 class SegmentAlgorithm(CloudFreeAlgorithm):
@@ -22,6 +24,7 @@ class SegmentAlgorithm(CloudFreeAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     DEVICE = "DEVICE"
+    BACKEND = "BACKEND"
     OUTPUT = "OUTPUT"
     OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
 
@@ -43,7 +46,7 @@ class SegmentAlgorithm(CloudFreeAlgorithm):
         "<p>Outputs: the <b>class raster</b> (Byte, the model's class values with its colour table and class "
         "names, 255 = nodata wherever an input band has no data; CRS and geotransform of the input) and, "
         "optionally, the <b>class probabilities</b> (Float32, one band per class, named after it).</p>"
-    )
+    ) + SCHEDULER_HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Input rasters (same grid, bands stacked)",
@@ -53,6 +56,8 @@ class SegmentAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels",
                                                        QgsProcessingParameterNumber.Integer, 32, minValue=0))
         self.addParameter(device_parameter(self.DEVICE))
+        self.addParameter(backend_parameter(self.BACKEND))
+        self.addParameter(scheduler_parameter())
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_PROBABILITIES, "Class probabilities",
                                                                   optional=True, createByDefault=False))
@@ -67,8 +72,10 @@ class SegmentAlgorithm(CloudFreeAlgorithm):
         options = SegmentOptions(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                                  overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
                                  device=device_value(self, parameters, context, self.DEVICE),
+                                 backend=backend_value(self, parameters, context, self.BACKEND),
                                  probabilities_path=self.output_path(probabilities) if probabilities else None)
-        summary = segment(inputs, model, out, options, progress, cancelled)
+        with scaled_out(self, parameters, context, feedback) as executor:
+            summary = segment(inputs, model, out, replace(options, executor=executor), progress, cancelled)
         total = max(sum(summary["pixel_counts"].values()), 1)
         feedback.pushInfo(f"Model {os.path.basename(model)} ({summary['task']}); {summary['seconds']:.1f} s on "
                           f"{summary['device']}, tile {summary['tile']}, overlap {summary['overlap']}")

@@ -21,6 +21,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # QGIS computes statistics when it loads a raster and GDAL would save them beside the input
 # (INPUT.aux.xml): the tests, like the plugin's headless wrapper, never touch an input.
 os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
+# Networks exported to ONNX (models/onnx_export.py) go to a folder of this test session, removed at
+# the end, never to the user's cache.
+if not os.environ.get("CLOUDFREE_ONNX_CACHE"):
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["CLOUDFREE_ONNX_CACHE"] = tempfile.mkdtemp(prefix="cloudfree-onnx-tests-")
+    atexit.register(shutil.rmtree, os.environ["CLOUDFREE_ONNX_CACHE"], True)
 
 
 @pytest.fixture(scope="session")

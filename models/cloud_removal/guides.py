@@ -27,7 +27,7 @@ from ..grids import align_to_reference, grid_difference, overlap_fraction, same_
 from ..raster import RasterInfo, RasterWriter, raster_info, read_decimated, read_padded, read_window, valid_mask
 from ..runtime import CancelCheck, Progress, check_cancelled, report
 from ..windows import Window, iter_windows
-from .radar import lee_filter, looks_like_radar, median_valid, noise_cv2, to_power  # noqa: F401 (public here too)
+from ..radar import lee_filter, looks_like_radar, median_valid, noise_cv2, to_power  # noqa: F401 (public here too)
 
 KINDS = ("optical", "radar")
 RADAR_UNITS = ("auto", "db", "linear")

@@ -48,16 +48,20 @@ DEFAULT_FEATHER = 8.0  # pixels; generators without a fill need a transition int
 class RemovalOptions:
     """How to run the generator: ``tile`` (None = the model's; a raster smaller than a tile is
     mirror-padded), ``overlap`` between tiles (None = a quarter of the tile, at most
-    :data:`DEFAULT_OVERLAP` pixels), tiles per ``batch_size``, ``device``, and ``feather``:
+    :data:`DEFAULT_OVERLAP` pixels), tiles per ``batch_size``, ``device``, the inference ``backend``
+    (:data:`..backends.BACKENDS`: auto, torch or onnxruntime), and ``feather``:
     the width in pixels over which generated pixels are cross-faded into the clear pixels at the
     mask edge, inside the mask (None = none for fill-based generators, whose fill already meets
-    the clear pixels at the mask edge, else :data:`DEFAULT_FEATHER` pixels; used only with a mask)."""
+    the clear pixels at the mask edge, else :data:`DEFAULT_FEATHER` pixels; used only with a mask);
+    ``executor``: where the tiles run (None = here; :func:`..tiling.open_executor`)."""
 
     tile: int | None = None
     overlap: int | None = None
     batch_size: int = 4
     device: str = "auto"
     feather: float | None = None
+    backend: str = "auto"
+    executor: object = None
 
 
 @dataclass
@@ -173,9 +177,10 @@ def _remove(model, inputs: CloudyInput, src: RasterInfo, out_path: str, options:
     use_prior = model.uses_fill and mask is not None
     with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, maps.image)
           if use_prior else nullcontext()) as prior:
-        run_generator(model, inputs, maps, prior, feathering, out_path, tile, options, progress, cancelled)
+        runner = run_generator(model, inputs, maps, prior, feathering, out_path, tile, options, progress, cancelled)
     result = summary(out_path, model, inputs, tile, options, maps, feathering, time.perf_counter() - t0)
-    return {**result, "outside_training_range": outside, "warning": warning(outside, src.name)}
+    return {**result, "backend": runner.detail, "outside_training_range": outside,
+            "warning": warning(outside, src.name)}
 
 
 # --------------------------------------------------------------------------- stages
@@ -305,10 +310,15 @@ class GeneratorTiles:
     """
 
     def __init__(self, model: RemovalModel, inputs: CloudyInput, maps: ValueMaps, with_prior: bool,
-                 cancelled: CancelCheck):
+                 cancelled: CancelCheck, runner=None):
         self.model, self.inputs, self.maps = model, inputs, maps
+        self.runner = runner or model.network  # a backends.Runner, or the module itself
         self.with_prior, self.cancelled = with_prior, cancelled
         self.nb = len(inputs.bands)
+
+    def __getstate__(self) -> dict:
+        # shipped to Dask workers without the cancel callback (the executor checks it here)
+        return {**self.__dict__, "cancelled": None}
 
     def network_input(self, batch: np.ndarray, valid: np.ndarray) -> tuple:
         """``(x, pos)``: the bands in network space, the mask channel and auxiliary channels; ``pos`` = first
@@ -348,15 +358,18 @@ class GeneratorTiles:
         prior = None
         if self.with_prior:
             prior = torch.from_numpy(np.ascontiguousarray(batch[:, pos:pos + nb], dtype=np.float32)).to(dev)
-        with torch.no_grad():
-            y = (self.model.network(x, prior) if prior is not None else self.model.network(x)).float().cpu().numpy()
+        with torch.inference_mode():
+            y = (self.runner(x, prior) if prior is not None else self.runner(x)).float().cpu().numpy()
         return self.maps.image.from_network(y).astype(np.float32)
 
 
 def run_generator(model: RemovalModel, inputs: CloudyInput, maps: ValueMaps,
                   prior: RasterInfo | None, feathering: MaskFeathering | None, out_path: str, tile: int,
-                  options: RemovalOptions, progress: Progress, cancelled: CancelCheck) -> None:
-    """Run the generator over the whole raster in overlapping tiles and write the output."""
+                  options: RemovalOptions, progress: Progress, cancelled: CancelCheck):
+    """Run the generator over the whole raster in overlapping tiles and write the output; returns the
+    :class:`..backends.Runner` that ran it (torch or ONNX Runtime, as ``options.backend`` chose)."""
+    from ..backends import prepare
+    from ..runtime import report
     from ..tiling import run_tiled
 
     src, bands = inputs.src, inputs.bands
@@ -368,10 +381,14 @@ def run_generator(model: RemovalModel, inputs: CloudyInput, maps: ValueMaps,
     if prior is not None:
         extra.append((prior, list(range(1, nb + 1))))
     descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
-    run_tiled(GeneratorTiles(model, inputs, maps, prior is not None, cancelled), src, out_path,
+    per_call = options.batch_size * (nb if model.is_guided else 1)  # a guided U-Net sees each band as a tile
+    runner = prepare(model.network, model.device, options.backend, tile=tile, batch=per_call)
+    report(progress, 0.0, f"Inference: {runner.detail}")
+    run_tiled(GeneratorTiles(model, inputs, maps, prior is not None, cancelled, runner), src, out_path,
               bands=bands, extra=extra, out_bands=nb, out_dtype=src.dtype, tile=tile, overlap=options.overlap,
               batch_size=options.batch_size, descriptions=descriptions, postprocess=feathering,
-              progress=progress, cancelled=cancelled)
+              progress=progress, cancelled=cancelled, executor=options.executor)
+    return runner
 
 
 def summary(out_path: str, model: RemovalModel, inputs: CloudyInput, tile: int, options: RemovalOptions,

@@ -125,7 +125,7 @@ class CsmaskDetector:
     OUTPUT_BANDS = 2
 
     def __init__(self, model: CsmaskModel, roles, scaling: ReflectanceScaling, device: str = "auto"):
-        self.model, self.scaling = model, scaling
+        self.model, self.scaling, self.device_choice = model, scaling, device
         self.order = model.band_order(roles)
         self.session = self._open_session(model, device)
         self.providers = self.session.get_providers()
@@ -133,6 +133,19 @@ class CsmaskDetector:
         self._check_shapes()
         self.mean = np.asarray(model.mean, dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(model.std, dtype=np.float32).reshape(1, -1, 1, 1)
+
+    def __getstate__(self) -> dict:
+        """What a copy in another process (a Dask worker) needs: an ONNX Runtime session does not pickle, so the
+        network's file travels as bytes (the worker may not have ukis-csmask) and the copy opens its own session."""
+        state = {k: v for k, v in self.__dict__.items() if k != "session"}
+        with open(self.model.onnx_path, "rb") as f:
+            state["onnx_bytes"] = f.read()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        network = state.pop("onnx_bytes")
+        self.__dict__.update(state)
+        self.session = self._open_session(self.model, self.device_choice, network)
 
     @property
     def tile(self) -> int:
@@ -149,14 +162,14 @@ class CsmaskDetector:
         return "cuda" if self.providers and self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
     @staticmethod
-    def _open_session(model: CsmaskModel, device: str):
+    def _open_session(model: CsmaskModel, device: str, network: bytes | None = None):
         try:
             import onnxruntime
         except ImportError as exc:
             raise DependencyError(install_hint(["onnxruntime"])) from exc
         providers = onnx_providers(device)
         try:
-            return onnxruntime.InferenceSession(model.onnx_path, providers=providers)
+            return onnxruntime.InferenceSession(network or model.onnx_path, providers=providers)
         except Exception as exc:  # ONNX Runtime raises its own exception types for damaged files
             raise ModelFileError(f"The ukis-csmask model file '{model.onnx_path}' cannot be loaded by ONNX Runtime "
                                  f"({str(exc).splitlines()[0][:200]}); reinstall ukis-csmask.") from exc

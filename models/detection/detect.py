@@ -45,6 +45,8 @@ class DetectionOptions:
     block_rows: int = 512          # rows per block of the classification pass
     model_dir: str | None = None   # folder of ukis-csmask's model files (None: the installed package)
     model: str | None = None       # a model trained with trainsegmentation, used instead of ukis-csmask
+    backend: str = "auto"          # what runs that model: auto, torch or onnxruntime (ukis-csmask: always ONNX)
+    executor: object = None        # where the tiles run: None = here, else tiling.open_executor's (a Dask cluster)
     cog: bool = False
 
 
@@ -133,7 +135,8 @@ def run_trained_model(src: RasterInfo, options: DetectionOptions, scratch: str, 
         report(progress, DETECTOR_SHARE * fraction, message)
 
     path, lookup, summary = segment_with_model(src, options.model, scratch, options.tile or None, options.overlap,
-                                               options.device, model_progress, cancelled)
+                                               options.device, model_progress, cancelled, backend=options.backend,
+                                               executor=options.executor)
     return Detected(path, lambda block: lookup[block[0]], f"model {os.path.basename(options.model)}",
                     str(summary.get("device", options.device)), int(summary.get("tile", options.tile or 0)))
 
@@ -182,7 +185,7 @@ def detect_probabilities(detector: CsmaskDetector, src: RasterInfo, roles: BandR
     run_tiled(detector, src, path, bands=roles.bands, out_bands=detector.OUTPUT_BANDS, out_dtype="uint8",
               tile=tile, overlap=options.overlap, batch_size=options.batch_size, out_nodata=NODATA,
               descriptions=["cloud probability x 250", "shadow probability x 250"], progress=detector_progress,
-              cancelled=cancelled)
+              cancelled=cancelled, executor=options.executor)
     return path
 
 

@@ -49,13 +49,14 @@ def model_classes(model_path: str) -> list:
 
 
 def segment_with_model(src, model_path: str, scratch: str, tile: int | None, overlap: int, device: str,
-                       progress: Progress, cancelled: CancelCheck) -> tuple:
-    """Run the model over ``src`` into a class raster in ``scratch``: ``(path, lookup to mask codes, summary)``."""
+                       progress: Progress, cancelled: CancelCheck, backend: str = "auto", executor=None) -> tuple:
+    """Run the model over ``src`` into a class raster in ``scratch``: ``(path, lookup to mask codes, summary)``;
+    ``backend``: the inference backend (auto, torch or onnxruntime); ``executor``: where the tiles run."""
     require_packages(("torch", "safetensors"))
     from ..segmentation import SegmentOptions, segment
 
     lookup = class_codes(model_classes(model_path), model_path)
     path = os.path.join(scratch, "classes.tif")
-    summary = segment([src], model_path, path, SegmentOptions(tile=tile, overlap=overlap, device=device),
-                      progress=progress, cancelled=cancelled)
+    options = SegmentOptions(tile=tile, overlap=overlap, device=device, backend=backend, executor=executor)
+    summary = segment([src], model_path, path, options, progress=progress, cancelled=cancelled)
     return path, lookup, summary

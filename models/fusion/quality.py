@@ -98,8 +98,9 @@ def quality_features(xn, valid):
     return torch.stack([x0, dev], dim=-3)
 
 
-def quality_logits(net, xn, valid, chunk: int = NETWORK_CHUNK):
-    """Logits (..., K, H, W) of the shared quality net, averaged over bands."""
+def quality_logits(net, xn, valid, chunk: int = NETWORK_CHUNK, runner=None):
+    """Logits (..., K, H, W) of the shared quality net, averaged over bands; ``runner`` (a
+    :class:`..backends.Runner`, inference only) runs ``net`` if given."""
     import torch
 
     feats = quality_features(xn, valid)  # (..., K, C, 2, H, W)
@@ -107,10 +108,11 @@ def quality_logits(net, xn, valid, chunk: int = NETWORK_CHUNK):
     flat = feats.reshape(-1, 2, *feats.shape[-2:])
     levels = getattr(net, "levels", 3)
     flat, (h, w) = pad_to_multiple(flat, 2 ** levels)
+    run = net if runner is None else runner
     if chunk and flat.shape[0] > chunk and not torch.is_grad_enabled():
-        out = torch.cat([net(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)])
+        out = torch.cat([run(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)])
     else:
-        out = net(flat)
+        out = run(flat)
     out = out[..., :h, :w].reshape(*lead, h, w)  # (..., K, C, H, W)
     return out.mean(dim=-3)
 
@@ -153,6 +155,7 @@ class FusionModel:
     net: object
     meta: object = None
     device: object = "cpu"
+    runner: object = None  # what runs the network at inference (a backends.Runner); None: the module
 
     @classmethod
     def load(cls, path: str | None = None, device="cpu") -> "FusionModel":
@@ -198,9 +201,9 @@ class FusionModel:
         xn = to_network_space(np.where(valid[:, None], dates, np.nan), stats, norm)
         if resolve_polarity(polarity, dates.shape[1]) != norm.get("cloud_polarity", "low"):
             xn = -xn
-        with torch.no_grad():
+        with torch.inference_mode():
             xt = torch.from_numpy(xn).to(device)
             vt = torch.from_numpy(valid).to(device)
             ct = torch.from_numpy(clear).to(device) if clear is not None else None
-            logits = quality_logits(self.net, xt, vt)
+            logits = quality_logits(self.net, xt, vt, runner=self.runner)
             return masked_softmax(logits, vt, ct).cpu().numpy().astype(np.float32)

@@ -4,11 +4,15 @@ The rasters are processed in windows of ``tile - overlap`` pixels (the one block
 read with a halo of ``overlap // 2`` pixels on each side (mirrored outside the raster) for the
 quality network; only the window's core is written, so memory is bounded by ``K x C x tile^2``
 plus the network. Every input is opened once; outputs go through the atomic raster writer.
+With an executor (``FuseRasterOptions.executor``, a Dask cluster) each window is a task on a worker
+(:class:`WindowFusion`, shipped once with the model) and the cores are written here in order.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from ..raster import RasterInfo, RasterWriter, parse_bands, raster_info, read_pa
 from ..runtime import CancelCheck, Progress, check_cancelled, report
 from ..windows import Window, iter_windows
 from .fuse import FusionSettings, check_date_count, check_method, core_size, fuse_block
-from .quality import DEFAULT_MODEL_FILE, FusionModel, resolve_polarity
+from .quality import DEFAULT_MODEL_FILE, NETWORK_CHUNK, FusionModel, resolve_polarity
 from .scaling import raster_statistics
 
 
@@ -54,6 +58,8 @@ class _Job:
     overlap: int
     progress: Progress = None
     cancelled: CancelCheck = None
+    executor: object = None
+    backend: str = "auto"
 
 
 @dataclass
@@ -62,7 +68,8 @@ class FuseRasterOptions:
 
     ``align``: warp every raster onto the first date's grid (bilinear for images, nearest for
     masks and probabilities) instead of refusing another grid. ``cloud_polarity``: ``low``
-    (NDVI-like), ``high`` (reflectance), ``auto`` (1 band: low, else high).
+    (NDVI-like), ``high`` (reflectance), ``auto`` (1 band: low, else high). ``executor``: where the
+    windows are fused (None = here; :func:`..tiling.open_executor`).
     """
 
     method: str = "quality"
@@ -74,6 +81,8 @@ class FuseRasterOptions:
     align: bool = False
     use_mask_in_quality: bool = True
     cloud_polarity: str = "auto"
+    executor: object = None
+    backend: str = "auto"  # what runs the quality network: auto, torch or onnxruntime (..backends)
 
 
 def fuse_rasters(inputs: Sequence, out_path: str, *, masks: Optional[Sequence] = None, mask_values: Sequence = (1,),
@@ -93,7 +102,8 @@ def fuse_rasters(inputs: Sequence, out_path: str, *, masks: Optional[Sequence] =
     series = _series(inputs, masks, cloud_probability, o.method)
     job = _Job(_band_list(series.dates, o.bands), np.asarray(list(mask_values)),
                FusionSettings(o.method, use_mask_in_quality=o.use_mask_in_quality, cloud_polarity=o.cloud_polarity),
-               o.model_path, o.device, out_path, weight_map_path, o.tile, o.overlap, progress, cancelled)
+               o.model_path, o.device, out_path, weight_map_path, o.tile, o.overlap, progress, cancelled, o.executor,
+               o.backend)
     resolve_polarity(o.cloud_polarity, len(job.bands))
     if o.align:
         with tempfile.TemporaryDirectory(prefix="cloudfree-fusion-") as folder:
@@ -156,32 +166,33 @@ def _fuse_on_grid(series: SeriesRasters, ref: RasterInfo, job: _Job) -> dict:
     no_data_pixels = 0
     with ExitStack() as stack:
         out, wout = _open_writers(stack, series, ref, job)
-        for done, win in enumerate(windows, start=1):
-            check_cancelled(job.cancelled)
-            dates, valid, cloud, prob = _read_block(series, win.padded(halo), halo, job)
-            fused, weight_maps = fuse_block(dates, valid, cloud, prob, settings)
-            core = (slice(None), slice(halo, halo + win.height), slice(halo, halo + win.width))
-            f, wt = fused[core], weight_maps[core]
+        for win, (f, wt) in zip(windows, _fused_cores(WindowFusion(series, halo, job), windows, job)):
             no_data_pixels += int((~np.isfinite(f[0])).sum())
             weight_sum += wt.reshape(K, -1).sum(axis=1)
             out.write(f, win.col_off, win.row_off)
             if wout is not None:
                 wout.write(wt, win.col_off, win.row_off)
-            report(job.progress, done / len(windows))
     px = ref.width * ref.height
     return {"output": job.out_path, "weight_maps": job.weight_map_path, "method": settings.method, "dates": K,
             "bands": job.bands, "pixels": px, "pixels_without_data": no_data_pixels,
             "mean_weight_per_date": (weight_sum / max(px, 1)).round(4).tolist(), "device": str(settings.device),
+            "backend": None if settings.model is None else settings.model.runner.detail,
             "model": None if settings.model is None else (job.model_path or DEFAULT_MODEL_FILE)}
 
 
 def _load_quality(settings: FusionSettings, series: SeriesRasters, job: _Job, layer: str) -> None:
-    """The quality model on the chosen device and the series' normalisation statistics."""
+    """The quality model on the chosen device, what runs it, and the series' normalisation statistics."""
+    from ..backends import prepare
     from ..runtime import select_device
 
     settings.device = select_device(job.device)
     settings.model = FusionModel.load(job.model_path, device=settings.device)
     settings.model.check_bands(len(job.bands), layer)
+    multiple = 2 ** getattr(settings.model.net, "levels", 3)
+    settings.model.runner = prepare(settings.model.net, settings.device, job.backend,
+                                    tile=job.tile + (-job.tile) % multiple,
+                                    batch=min(NETWORK_CHUNK, len(series.dates) * len(job.bands)))
+    report(job.progress, 0.0, f"Inference: {settings.model.runner.detail}")
     settings.stats = raster_statistics(series.dates, job.bands, series.masks, job.mask_values,
                                        settings.model.meta.normalization)
 
@@ -202,10 +213,54 @@ def _open_writers(stack: ExitStack, series: SeriesRasters, ref: RasterInfo, job:
     return out, wout
 
 
-def _read_block(series: SeriesRasters, window: Window, halo: int, job: _Job) -> tuple:
+def _fused_cores(fusion: "WindowFusion", windows: list, job: _Job):
+    """The fused core and weight maps of each window, in order: here, or as tasks on the executor's workers."""
+    if job.executor is not None:
+        yield from job.executor.map_in_order(fusion, windows, progress=job.progress, cancelled=job.cancelled)
+        return
+    for done, win in enumerate(windows, start=1):
+        check_cancelled(job.cancelled)
+        yield fusion(win)
+        report(job.progress, done / len(windows))
+
+
+class WindowFusion:
+    """One window read with its halo, fused, and its core cut out: ``(fused (C, h, w), weight maps (K, h, w))``.
+
+    Shipped once to every worker of a scaled-out run (with the quality model in ``settings``); there each
+    thread reads through its own copies of the rasters (a GDAL dataset must not be shared between threads).
+    """
+
+    def __init__(self, series: SeriesRasters, halo: int, job: _Job):
+        self.series, self.halo = series, halo
+        self.bands, self.mask_values, self.settings = job.bands, job.mask_values, job.settings
+        self._local = None  # on a worker: each thread's copy of the series
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def rasters(self) -> SeriesRasters:
+        if self._local is None:
+            return self.series
+        if not hasattr(self._local, "series"):
+            self._local.series = copy.deepcopy(self.series)  # RasterInfo copies open their own datasets
+        return self._local.series
+
+    def __call__(self, win: Window) -> tuple:
+        h = self.halo
+        dates, valid, cloud, prob = _read_block(self.rasters(), win.padded(h), h, self.bands, self.mask_values)
+        fused, weight_maps = fuse_block(dates, valid, cloud, prob, self.settings)
+        core = (slice(None), slice(h, h + win.height), slice(h, h + win.width))
+        return fused[core], weight_maps[core]
+
+
+def _read_block(series: SeriesRasters, window: Window, halo: int, band_list: list, mask_values) -> tuple:
     """``(dates (K, C, h, w), valid, cloud or None, probability or None)`` of a window (mirrored past the edges)."""
     read = read_padded if halo else read_window
-    band_list, mask_values = job.bands, job.mask_values
     K, C = len(series.dates), len(band_list)
     dates = np.empty((K, C, window.height, window.width), dtype=np.float32)
     valid = np.empty((K, window.height, window.width), dtype=bool)

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..backends import prepare
 from ..errors import InputError
 from ..grids import check_same_grid
 from ..raster import RasterInfo, RasterWriter, open_raster, read_window
@@ -30,18 +31,23 @@ from .data import read_stack
 from .model import SegmentationModel
 
 PROBABILITY_SHARE = 0.9  # of the progress bar: the network; the rest is the class raster
+BATCH = 8                # tiles per network call
 
 
 @dataclass(frozen=True)
 class SegmentOptions:
     """How to run: tile size (0/None = the model's), overlap, device, the block of the class pass,
-    and where to keep the per-class probabilities (None = not kept)."""
+    where to keep the per-class probabilities (None = not kept), and the inference ``backend``
+    (:data:`..backends.BACKENDS`: auto, torch or onnxruntime); ``executor``: where the tiles run
+    (None = here; :func:`..tiling.open_executor`)."""
 
     tile: int | None = None
     overlap: int = 32
     device: str = "auto"
     block: int = 1024
     probabilities_path: str | None = None
+    backend: str = "auto"
+    executor: object = None
 
 
 def segment(inputs: Sequence[RasterInfo], model_path: str, output_path: str, options: SegmentOptions = SegmentOptions(),
@@ -53,15 +59,17 @@ def segment(inputs: Sequence[RasterInfo], model_path: str, output_path: str, opt
     device = select_device(options.device)
     model = load_for(inputs, model_path, device)
     tile = int(options.tile or model.metadata.tile_size)
+    model.runner = prepare(model.net, device, options.backend, tile=tile + (-tile) % model.multiple, batch=BATCH)
+    report(progress, 0.0, f"Inference: {model.runner.detail}")
     folder = os.path.dirname(os.path.abspath(output_path))
     with tempfile.TemporaryDirectory(prefix=".cloudfree-segment-", dir=folder) as tmp:
         prob_path = options.probabilities_path or os.path.join(tmp, "probabilities.tif")
-        write_probabilities(model, inputs, prob_path, tile, options.overlap, progress, cancelled)
+        write_probabilities(model, inputs, prob_path, tile, options.overlap, progress, cancelled, options.executor)
         counts = write_classes(model, inputs, prob_path, output_path, options.block, progress, cancelled)
     report(progress, 1.0, "Segmentation: done")
     return {"classes": model.classes.to_metadata(), "pixel_counts": counts, "seconds": time.time() - start,
-            "device": describe_device(device), "tile": tile, "overlap": options.overlap,
-            "task": model.metadata.task}
+            "device": describe_device(device), "backend": model.runner.detail, "tile": tile,
+            "overlap": options.overlap, "task": model.metadata.task}
 
 
 def load_for(inputs: Sequence[RasterInfo], model_path: str, device) -> SegmentationModel:
@@ -75,8 +83,8 @@ def load_for(inputs: Sequence[RasterInfo], model_path: str, device) -> Segmentat
 
 
 def write_probabilities(model: SegmentationModel, inputs: Sequence[RasterInfo], path: str, tile: int, overlap: int,
-                        progress: Progress, cancelled: CancelCheck) -> str:
-    """Per-class probabilities (float32, NaN = nodata) through the tiler."""
+                        progress: Progress, cancelled: CancelCheck, executor=None) -> str:
+    """Per-class probabilities (float32, NaN = nodata) through the tiler (on ``executor``'s workers if given)."""
     extra = [(info, list(range(1, info.band_count + 1))) for info in inputs[1:]]
 
     def probabilities(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -86,8 +94,9 @@ def write_probabilities(model: SegmentationModel, inputs: Sequence[RasterInfo], 
         report(progress, PROBABILITY_SHARE * fraction, message)
 
     return run_tiled(probabilities, inputs[0], path, extra=extra, out_bands=model.classes.count,
-                     out_dtype="float32", tile=tile, overlap=overlap, out_nodata=float("nan"),
-                     descriptions=list(model.classes.names), progress=network_progress, cancelled=cancelled)
+                     out_dtype="float32", tile=tile, overlap=overlap, batch_size=BATCH, out_nodata=float("nan"),
+                     descriptions=list(model.classes.names), progress=network_progress, cancelled=cancelled,
+                     executor=executor)
 
 
 def write_classes(model: SegmentationModel, inputs: Sequence[RasterInfo], prob_path: str, output_path: str,

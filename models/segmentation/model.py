@@ -51,6 +51,7 @@ class SegmentationModel:
     classes: ClassTable
     scale: object  # callable: values (B, C, H, W) -> float32 network space
     device: object = None
+    runner: object = None  # what runs the network at inference (a backends.Runner); None: the module
 
     @property
     def band_count(self) -> int:
@@ -96,15 +97,15 @@ class SegmentationModel:
         x = self.scale(values)
         if valid is not None:
             x = np.where(valid[:, None], x, np.float32(0.0))
-        with torch.no_grad():
+        with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device or "cpu")
-            logits = forward_padded(self.net, t)
+            logits = forward_padded(self.net, t, self.runner)
             return torch.softmax(logits, dim=1).cpu().numpy()
 
 
-def forward_padded(net, x):
+def forward_padded(net, x, runner=None):
     """The network's output for ``x`` (B, C, H, W) of any size: replicate-padded to a multiple of
-    ``2 ** levels`` and cropped back."""
+    ``2 ** levels`` and cropped back; ``runner`` (a :class:`..backends.Runner`) runs ``net`` if given."""
     import torch.nn.functional as F
 
     m = 2 ** net.levels
@@ -112,7 +113,7 @@ def forward_padded(net, x):
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return net(x)[..., :h, :w]
+    return (net if runner is None else runner)(x)[..., :h, :w]
 
 
 def array_logits(net, x: np.ndarray, device="cpu", block: int = 512, margin: int = 32) -> np.ndarray:

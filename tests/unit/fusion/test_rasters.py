@@ -7,6 +7,7 @@ import pytest
 from osgeo import gdal
 
 from cloudfree.models import fusion as fu
+from cloudfree.models.backends import prepare
 from cloudfree.models.errors import Cancelled, GridMismatchError, InputError
 from cloudfree.models.raster import raster_info, write_array
 from cloudfree.models.weights import read_metadata
@@ -20,7 +21,7 @@ def test_fuse_rasters_real_ndvi_dates(trained, series, tmp_path):
     summary = fu.fuse_rasters([raster_info(dates[i]) for i in pick], out,
                               masks=[raster_info(masks[i]) for i in pick], weight_map_path=wpath,
                               options=fu.FuseRasterOptions("quality", model_path=model, tile=48, overlap=16,
-                                                           device="cpu"))
+                                                           device="cpu", backend="torch"))
     assert summary["dates"] == 5 and summary["pixels_without_data"] == 0 and summary["weight_maps"] == wpath
     ref, fi, wi = raster_info(dates[pick[0]]), raster_info(out), raster_info(wpath)
     assert fi.geotransform == ref.geotransform and fi.crs_label() == ref.crs_label() == "EPSG:32633"
@@ -34,8 +35,10 @@ def test_fuse_rasters_real_ndvi_dates(trained, series, tmp_path):
     assert np.all(w[:, some_clear][m[:, some_clear]] == 0)      # cloudy dates get exactly 0 where possible
     d = np.stack([gdal.Open(dates[i]).ReadAsArray() for i in pick])
     assert np.allclose(f, (w * d).sum(0), atol=1e-5)
-    # block-wise raster fusion equals the tiled array version (same windows, halo and statistics)
-    fa, wa = fu.fuse_arrays(d[:, None], None, "quality", fu.FusionModel.load(model), cloud_mask=m, tile=48, overlap=16)
+    # block-wise raster fusion equals the tiled array version (same windows, halo and statistics; both on torch)
+    same_engine = fu.FusionModel.load(model)
+    same_engine.runner = prepare(same_engine.net, "cpu", "torch")
+    fa, wa = fu.fuse_arrays(d[:, None], None, "quality", same_engine, cloud_mask=m, tile=48, overlap=16)
     assert np.allclose(f, fa[0], atol=1e-5) and np.allclose(w, wa, atol=1e-5)
     # the mean baseline through rasters equals the array version
     fm_path = str(tmp_path / "mean.tif")

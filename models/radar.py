@@ -1,5 +1,5 @@
-"""SAR backscatter for guided cloud removal: recognising a radar layer, dB and linear power, and the
-Lee speckle filter (block by block with a halo, equal to a whole-image filter).
+"""SAR backscatter, shared by guided cloud removal and registration: recognising a radar layer, dB
+and linear power, and the Lee speckle filter (block by block with a halo, equal to a whole-image filter).
 
 Radar is averaged and filtered in linear power, never in dB: the mean of dB values is not the dB
 of the mean backscatter. The Lee filter treats speckle as multiplicative noise whose squared
@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from ..raster import RasterInfo, read_decimated, read_window, valid_mask
-from ..windows import Window
+from .raster import RasterInfo, read_decimated, read_window, valid_mask
+from .windows import Window
 
 NOISE_SAMPLE = 512          # the speckle noise is estimated on a central window of at most this size
 DEFAULT_NOISE_CV2 = 1 / 4.4  # 1 / ENL of Sentinel-1 GRD IW, when the image gives no estimate
