@@ -1,4 +1,5 @@
-"""cloudfree:register - co-register a sensed raster onto a reference (SIFT + CNN features)."""
+"""cloudfree:register - co-register a sensed raster onto a reference (SIFT + CNN features, or image
+structure between radar and optical), with figures on independent check points."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import os
 import tempfile
 
 from qgis.core import (
+    QgsCoordinateTransform,
+    QgsFeatureRequest,
+    QgsProcessing,
+    QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
@@ -19,11 +26,15 @@ from .base import CloudFreeAlgorithm
 
 TRANSFORMS = (("translation", "Translation"), ("similarity", "Similarity (shift, rotation, scale)"),
               ("affine", "Affine"), ("projective", "Projective"), ("tps", "Thin plate spline (local distortions)"))
-METHODS = (("sift_cnn", "SIFT + CNN (Ye et al. 2018)"), ("sift", "SIFT only"))
+METHODS = (("sift_cnn", "SIFT + CNN (Ye et al. 2018)"), ("sift", "SIFT only"),
+           ("structure", "Image structure (CFOG: radar, other sensors)"),
+           ("auto", "Automatic: image structure when a layer is radar, else SIFT"))
+DEFAULT_METHOD = 3  # auto: what measured best on each modality pair (README)
 FIGURES = (("SHIFT_X", "shift_x", "Shift x (pixels)"), ("SHIFT_Y", "shift_y", "Shift y (pixels)"),
            ("ROTATION", "rotation", "Rotation (degrees)"), ("SCALE", "scale", "Scale"),
            ("RMS_ALL", "rms_all", "RMS_all (pixels)"), ("RMS_LOO", "rms_loo", "RMS_LOO (pixels)"),
-           ("N_RED", "n_red", "N_red (correct correspondences)"))
+           ("N_RED", "n_red", "N_red (correct correspondences)"),
+           ("RMS_CHECK", "rms_check", "RMS at the check points (pixels)"), ("N_CHECK", "n_check", "Check points"))
 
 
 class RegisterAlgorithm(CloudFreeAlgorithm):
@@ -39,11 +50,14 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
     RATIO = "RATIO"
     CNN_WEIGHT = "CNN_WEIGHT"
     FINE_TUNE_STEPS = "FINE_TUNE_STEPS"
+    CHECK_POINTS = "CHECK_POINTS"
+    CHECK_X_FIELD = "CHECK_X_FIELD"
+    CHECK_Y_FIELD = "CHECK_Y_FIELD"
     OUTPUT = "OUTPUT"
     OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
     OUTPUT_CHECKERBOARD = "OUTPUT_CHECKERBOARD"
     NAME = "register"
-    DISPLAY_NAME = "Register image (SIFT + CNN)"
+    DISPLAY_NAME = "Register image (SIFT + CNN, or image structure for radar)"
     GROUP = "Registration"
     REQUIRES = ("numpy", "osgeo", "cv2", "skimage", "torch", "safetensors")
     HELP = (
@@ -61,6 +75,15 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         "<p><b>Masks</b> (optional): rasters on each image's grid; non-zero pixels (clouds) give no tie "
         "points. Works with partial overlap, a different pixel size or CRS, rotations and scale changes. "
         "No overlap, too few matches or a degenerate fit stop with an error and write nothing.</p>"
+        "<p><b>Features</b>: <i>Automatic</i> (default) uses image structure when either layer is radar "
+        "(Sentinel-1 VV/VH, dB or linear; speckle-filtered for matching) and SIFT otherwise, what measured "
+        "best on each pair of modalities (README). <i>Image structure</i> (CFOG, Ye et al. 2019) matches "
+        "oriented-gradient channels that ignore grey values, searching rotations up to 30 degrees and "
+        "scales 0.8-1.25; SIFT takes any rotation and scales 0.5-2.</p>"
+        "<p><b>Check points</b> (optional): a point layer whose points lie on the reference, with two "
+        "fields giving the true position of the same ground point on the sensed image (map x and y in the "
+        "layer's CRS; default fields <i>sensed_x</i>, <i>sensed_y</i>). RMS_CHECK is the RMS error of the "
+        "fitted mapping at those independent points (reference pixels), beside RMS_ALL and RMS_LOO.</p>"
         "<p><b>Fine-tune steps</b> &gt; 0 first adapts the CNN descriptor to the reference image "
         "(self-supervised, a few seconds per 100 steps on a CPU).</p>"
     )
@@ -74,7 +97,8 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterBand(self.INPUT_BAND, "Sensed band", 1, self.INPUT, optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.TRANSFORM, "Transform", [t[1] for t in TRANSFORMS],
                                                      defaultValue=2))
-        self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Features", [m[1] for m in METHODS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Features", [m[1] for m in METHODS],
+                                                     defaultValue=DEFAULT_METHOD))
         self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE_MASK, "Reference mask (non-zero = clouds)",
                                                             optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT_MASK, "Sensed mask (non-zero = clouds)",
@@ -88,6 +112,15 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.FINE_TUNE_STEPS, "Fine-tune the CNN on the reference "
                                                        "(steps, 0 = no)", QgsProcessingParameterNumber.Integer, 0,
                                                        minValue=0))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.CHECK_POINTS, "Check points (on the reference, with their true sensed map x, y)",
+            [QgsProcessing.TypeVectorPoint], optional=True))
+        self.addParameter(QgsProcessingParameterField(self.CHECK_X_FIELD, "Check points: sensed map x field",
+                                                      "sensed_x", self.CHECK_POINTS,
+                                                      QgsProcessingParameterField.Numeric, optional=True))
+        self.addParameter(QgsProcessingParameterField(self.CHECK_Y_FIELD, "Check points: sensed map y field",
+                                                      "sensed_y", self.CHECK_POINTS,
+                                                      QgsProcessingParameterField.Numeric, optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Registered raster"))
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT_TIEPOINTS, "Tie points"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_CHECKERBOARD, "Checkerboard",
@@ -123,12 +156,43 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
                                  descriptor_model_path=descriptor_model_path)
             feedback.pushInfo(f"Registering '{sensed.name}' onto '{reference.name}' ({method}, {transform})")
             result = register(reference, sensed, outputs, transform=transform, method=method, bands=bands,
-                              masks=masks, match=match, progress=progress, cancelled=cancelled)
+                              masks=masks, match=match, check_points=self.check_points(parameters, context),
+                              progress=progress, cancelled=cancelled)
         feedback.pushInfo(result.summary())
         results = {self.OUTPUT: outputs.registered, self.OUTPUT_TIEPOINTS: outputs.tiepoints}
         if outputs.checkerboard:
             results[self.OUTPUT_CHECKERBOARD] = outputs.checkerboard
         for key, attr, _ in FIGURES:
             value = getattr(result, attr)
-            results[key] = int(value) if key == "N_RED" else float(value)
+            results[key] = None if value is None else int(value) if key in ("N_RED", "N_CHECK") else float(value)
         return results
+
+    def check_points(self, parameters, context):
+        """``(N, 4)`` reference map x, y and true sensed map x, y in the reference raster's CRS, or None."""
+        import numpy as np
+
+        source = self.parameterAsSource(parameters, self.CHECK_POINTS, context)
+        if source is None:
+            return None
+        names = [self.parameterAsString(parameters, key, context) or default
+                 for key, default in ((self.CHECK_X_FIELD, "sensed_x"), (self.CHECK_Y_FIELD, "sensed_y"))]
+        fields = source.fields()
+        missing = [n for n in names if fields.indexOf(n) < 0]
+        if missing:
+            raise QgsProcessingException(f"The check point layer '{source.sourceName()}' has no field "
+                                         f"{', '.join(missing)}; choose the fields that hold the sensed map x and y.")
+        crs = self.parameterAsRasterLayer(parameters, self.REFERENCE, context).crs()
+        to_ref = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
+        rows = []
+        for feature in source.getFeatures(QgsFeatureRequest()):
+            geometry = feature.geometry()
+            sx, sy = feature[names[0]], feature[names[1]]
+            if geometry.isEmpty() or sx is None or sy is None:
+                continue
+            point = to_ref.transform(geometry.asMultiPoint()[0] if geometry.isMultipart() else geometry.asPoint())
+            true = to_ref.transform(float(sx), float(sy))
+            rows.append((point.x(), point.y(), true.x(), true.y()))
+        if not rows:
+            raise QgsProcessingException(f"The check point layer '{source.sourceName()}' holds no point with both "
+                                         f"'{names[0]}' and '{names[1]}' filled in.")
+        return np.array(rows, dtype=np.float64)

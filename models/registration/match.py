@@ -8,6 +8,13 @@ joint distance that multiplies the descriptor distance by ``(1 + e_pos / t)(1 + 
 (1 + e_orient)`` (position error under the initial transform, log scale ratio and orientation
 difference relative to those of the initial inliers) and repeats the ratio test on it
 (:func:`ratio_mutual_sparse`, over the pairs close enough under the initial transform).
+
+When few of those matches are right (large rotations, other sensors, other seasons), the first
+fit is given more candidates instead (:func:`candidate_matches`: the ``k`` nearest neighbours of
+every keypoint under the fused distance), and only the candidates that agree with the dominant
+change of orientation and scale between the two images go on (:func:`consistent_matches`, a vote
+over SIFT's keypoint orientations and sizes, the seed's position-scale-orientation consistency);
+a robust estimator made for low inlier ratios (MAGSAC++) fits them.
 """
 
 from __future__ import annotations
@@ -30,13 +37,15 @@ class MatchOptions:
     ``ratio``: nearest-neighbour ratio test threshold (the fused distance is less peaked than
     pure SIFT, so the paper's loose 0.9 keeps enough candidates; mutual nearest neighbours and
     RANSAC remove the extra outliers); ``cnn_weight``: weight of the CNN distance in the fused
-    distance (method ``sift_cnn``); ``descriptor_model_path``: the descriptor model file
+    distance (method ``sift_cnn``); ``neighbours``: candidates per keypoint when the ratio test
+    keeps too few consistent matches; ``descriptor_model_path``: the descriptor model file
     (default: the shipped one); ``max_keypoints`` per image; ``max_detect_pixels``: larger
     overlaps are detected on a decimated image.
     """
 
     ratio: float = 0.9
     cnn_weight: float = 0.3
+    neighbours: int = 3
     descriptor_model_path: Optional[str] = None
     max_keypoints: int = 4000
     max_detect_pixels: int = 4_000_000
@@ -76,6 +85,42 @@ def ratio_mutual(d: np.ndarray, ratio: float) -> tuple:
     back = np.argmin(d, axis=0)
     ok &= back[j] == rows
     return rows[ok], j[ok]
+
+
+def candidate_matches(d: np.ndarray, k: int) -> tuple:
+    """``(rows, cols, rank)`` of the ``k`` nearest columns of every row of the distance matrix ``d``."""
+    k = max(1, min(k, d.shape[1]))
+    if d.shape[0] == 0 or k == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)
+    cols = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
+    order = np.argsort(np.take_along_axis(d, cols, axis=1), axis=1)
+    cols = np.take_along_axis(cols, order, axis=1)
+    rows = np.repeat(np.arange(d.shape[0]), k)
+    return rows, cols.ravel(), np.tile(np.arange(k), d.shape[0])
+
+
+def consistent_matches(kpa: Keypoints, kpb: Keypoints, ia: np.ndarray, ib: np.ndarray, weight: np.ndarray,
+                       angle_tol: float = 20.0, scale_tol: float = 0.5) -> np.ndarray:
+    """Flags of the matches ``(ia, ib)`` whose orientation change and log2 size ratio lie within
+    ``angle_tol`` degrees and ``scale_tol`` of the dominant ones (the weighted mode of a 2-D
+    histogram of 10-degree and 0.25-octave bins, smoothed over neighbouring bins, angles circular)."""
+    if len(ia) == 0:
+        return np.zeros(0, bool)
+    dtheta = (kpb.angle[ib] - kpa.angle[ia]) % 360.0
+    dscale = np.log2(np.maximum(kpb.size[ib], 1e-6) / np.maximum(kpa.size[ia], 1e-6))
+    a_bins, s_edges = 36, np.arange(-4.0, 4.01, 0.25)
+    ai = np.minimum((dtheta / 10.0).astype(int), a_bins - 1)
+    si = np.clip(np.digitize(dscale, s_edges) - 1, 0, len(s_edges) - 2)
+    hist = np.zeros((a_bins, len(s_edges) - 1))
+    np.add.at(hist, (ai, si), weight)
+    smooth = sum(np.roll(np.roll(hist, da, 0), ds, 1) for da in (-1, 0, 1) for ds in (-1, 0, 1))
+    pa, ps = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+    near = (ai == pa) & (si == ps)
+    mode_a = math.degrees(math.atan2(np.average(np.sin(np.radians(dtheta[near])), weights=weight[near]),
+                                     np.average(np.cos(np.radians(dtheta[near])), weights=weight[near])))
+    mode_s = float(np.average(dscale[near], weights=weight[near]))
+    da = np.abs((dtheta - mode_a + 180.0) % 360.0 - 180.0)
+    return (da <= angle_tol) & (np.abs(dscale - mode_s) <= scale_tol)
 
 
 def ratio_mutual_sparse(ri: np.ndarray, rj: np.ndarray, val: np.ndarray, ratio: float) -> tuple:

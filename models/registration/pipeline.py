@@ -33,13 +33,15 @@ import numpy as np
 from ..errors import InputError
 from ..grids import overlap_fraction
 from ..normalization import stretch_to_uint8
+from ..radar import looks_like_radar
 from ..raster import RasterInfo
 from ..runtime import check_cancelled, log, report
 from .describe import cnn_descriptors, load_descriptor
 from .detect import detect
-from .match import MatchOptions, fused_distances, ratio_mutual, rematch
+from .match import MatchOptions, candidate_matches, consistent_matches, fused_distances, ratio_mutual, rematch
 from .outputs import RegistrationOutputs, write_checkerboard, write_registered, write_tiepoints
 from .refine import RefineOptions, refine_transform
+from .structure import StructureOptions, local_tie_points, matching_image, similarity_search
 from .result import RegistrationResult
 from .sources import BandSource, detection_frame, detection_images, sensed_in_reference_crs
 from .transforms import (
@@ -55,7 +57,8 @@ from .transforms import (
     pixel_to_map,
 )
 
-METHODS = ("sift", "sift_cnn")
+METHODS = ("sift", "sift_cnn", "structure", "auto")
+STRONG_INLIERS = 15  # an initial RANSAC fit with fewer inliers than this is challenged by MAGSAC++ on more candidates
 
 
 @dataclass
@@ -73,24 +76,30 @@ class Correspondences:
 
 
 def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transform: str = "affine",
-             method: str = "sift", bands: tuple = (1, 1), masks=(None, None), match: Optional[MatchOptions] = None,
-             refine: Optional[RefineOptions] = None, tps_smoothing: float = 1e-3, progress=None,
+             method: str = "auto", bands: tuple = (1, 1), masks=(None, None), match: Optional[MatchOptions] = None,
+             refine: Optional[RefineOptions] = None, structure: Optional[StructureOptions] = None,
+             check_points: Optional[np.ndarray] = None, tps_smoothing: float = 1e-3, progress=None,
              cancelled=None) -> RegistrationResult:
     """Register ``sensed`` onto ``reference`` and write it on the reference grid.
 
     ``outputs``: a :class:`RegistrationOutputs`, or just the path of the registered raster, or
     ``None`` to only estimate the transform. ``transform``: one of :data:`TRANSFORMS`;
-    ``method``: one of :data:`METHODS`; ``bands``: (reference band, sensed band); ``masks`` =
+    ``method``: one of :data:`METHODS` (``auto``: ``structure`` when either layer is radar, else
+    ``sift``, what measured best on each modality pair, README); ``bands``: (reference band, sensed band); ``masks`` =
     (reference mask, sensed mask): each ``None``, a boolean array of the raster's shape or a
     raster (path or RasterInfo, same size) where True / non-zero marks pixels to ignore
     (clouds, shadows...). Raises :class:`InputError` (nothing written) for no overlap, too few
     matches or a degenerate fit, and :class:`ModelFileError` for ``sift_cnn`` without a
-    descriptor model.
+    descriptor model. ``structure``: the search space of the ``structure`` method.
+    ``check_points``: ``(N, 4)`` independent check points, reference map x, y and the true
+    sensed map x, y of the same ground point; their RMS error is ``rms_check``.
     """
     t_start = time.time()
     outputs = outputs if isinstance(outputs, RegistrationOutputs) else RegistrationOutputs(registered=outputs)
     match, refine = match or MatchOptions(), refine or RefineOptions()
     check_arguments(reference, sensed, transform, method, outputs)
+    radar = (looks_like_radar(reference), looks_like_radar(sensed))
+    method = choose_method(method, radar)
     net = load_descriptor(match.descriptor_model_path)[0] if method == "sift_cnn" else None
     report(progress, 0.0, "Checking the overlap")
     if overlap_fraction(sensed, reference) <= 0:
@@ -102,10 +111,18 @@ def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transfo
         masks = masks or (None, None)
         sources = (BandSource(reference, bands[0], masks[0], "reference"),
                    BandSource(sensed_work, bands[1], masks[1], "sensed"))
-        found = match_keypoints(sources, grid_to_sensed, transform, net, match, tps_smoothing, progress, cancelled)
-        refined = refine.enabled and refine_correspondences(found, sources, grid_to_sensed, transform, refine,
-                                                            progress, cancelled)
+        if method == "structure":  # dense, sub-pixel tie points already: no intensity phase correlation
+            found = structure_correspondences(sources, grid_to_sensed, transform, structure or StructureOptions(),
+                                              radar, match.max_detect_pixels, progress, cancelled)
+            refined = True
+        else:
+            found = match_keypoints(sources, grid_to_sensed, transform, net, match, tps_smoothing, progress,
+                                    cancelled)
+            refined = refine.enabled and refine_correspondences(found, sources, grid_to_sensed, transform, refine,
+                                                                progress, cancelled)
         result = final_fit(found, refined, grid_to_sensed, reference, transform, method, tps_smoothing, progress)
+        if check_points is not None:
+            result.rms_check, result.n_check = check_point_rms(result, reference, sensed_work, check_points)
         check_cancelled(cancelled)
         write_outputs(result, reference, (sensed, sensed_work), bands, outputs, progress, cancelled)
         result.seconds = time.time() - t_start
@@ -142,24 +159,55 @@ def match_keypoints(sources: tuple, grid_to_sensed: np.ndarray, transform: str, 
         cnn = [cnn_descriptors(net, image.astype(np.float32) / 255.0, kp.xy, kp.size, kp.angle)
                for kp, image in ((kpa, images[0]), (kpb, images[1]))]
     dist = fused_distances(kpa.descriptors, kpb.descriptors, cnn[0], cnn[1], match.cnn_weight)
-    ia, ib = ratio_mutual(dist, match.ratio)
-    if len(ia) < MIN_MATCHES:
-        raise InputError(f"Only {len(ia)} keypoint matches passed the ratio test (at least {MIN_MATCHES} "
-                         "are needed); the images may not show the same place.")
+    h0, (ia, ib), n_ratio = initial_fit(pa, pb, kpa, kpb, dist, transform, f, match)
     check_cancelled(cancelled)
-    h0, inl0 = fit_ransac(pa[ia], pb[ib], transform, 3.0 * f)
     check_linear(h0[:2, :2], "initial")
     report(progress, 0.4, "Rematching with position, scale and orientation")
-    ja, jb, jscore = rematch(pa, pb, kpa, kpb, dist, h0, (ia[inl0], ib[inl0]), f, match.ratio)
+    ja, jb, jscore = rematch(pa, pb, kpa, kpb, dist, h0, (ia, ib), f, match.ratio)
     fit_kind = "affine" if transform == "tps" else transform
     fitted, inl, _res = fit_robust(pa[ja], pb[jb], fit_kind, floor=max(1.0, 0.5 * f), tps_smoothing=tps_smoothing)
     _require_inliers(inl)
     reference = sources[0].info
     check_transform(fitted, reference.width, reference.height)
-    stages = {"ratio_matches": int(len(ia)), "ransac_inliers": int(inl0.sum()), "rematched": int(len(ja)),
+    stages = {"ratio_matches": n_ratio, "ransac_inliers": int(len(ia)), "rematched": int(len(ja)),
               "rematch_inliers": int(inl.sum()), "refined_windows": 0}
     check_cancelled(cancelled)
     return Correspondences(pa[ja], pb[jb], inl, jscore, fitted, f, (len(kpa), len(kpb)), stages)
+
+
+def initial_fit(pa: np.ndarray, pb: np.ndarray, kpa, kpb, dist: np.ndarray, transform: str, f: int,
+                match: MatchOptions) -> tuple:
+    """``(3x3 initial transform, (reference, sensed) indices of its inliers, ratio-test matches)``.
+
+    The ratio-test matches with RANSAC first; when that fit is weak (fewer than
+    :data:`STRONG_INLIERS` inliers or under a fifth of the matches), the ``k`` nearest candidates
+    of every keypoint that agree with the dominant change of orientation and scale are fitted with
+    MAGSAC++ as well, and the fit with more inliers is kept.
+    """
+    ia, ib = ratio_mutual(dist, match.ratio)
+    best, failure = None, f"only {len(ia)} keypoint matches passed the ratio test"
+    if len(ia) >= MIN_MATCHES:
+        try:
+            h0, inl0 = fit_ransac(pa[ia], pb[ib], transform, 3.0 * f)
+            best = (h0, (ia[inl0], ib[inl0]))
+        except InputError as exc:
+            failure = str(exc)
+    if best is None or len(best[1][0]) < max(STRONG_INLIERS, 0.2 * len(ia)):
+        ca, cb, rank = candidate_matches(dist, match.neighbours)
+        ok = consistent_matches(kpa, kpb, ca, cb, 1.0 / (1.0 + rank))
+        ca, cb = ca[ok], cb[ok]
+        if len(ca) >= MIN_MATCHES:
+            try:
+                h1, inl1 = fit_ransac(pa[ca], pb[cb], transform, 3.0 * f, robust="magsac")
+                if best is None or inl1.sum() > len(best[1][0]):
+                    best = (h1, (ca[inl1], cb[inl1]))
+            except InputError as exc:
+                failure = failure if best is not None else str(exc)
+    if best is None:
+        raise InputError(f"No consistent transform found ({failure}; at least {MIN_MATCHES} consistent "
+                         "matches are needed); the images may not show the same place, or may need the "
+                         "'structure' method (radar, other sensors).")
+    return best[0], best[1], int(len(ia))
 
 
 def _detect_keypoints(sources: tuple, grid_to_sensed: np.ndarray, match: MatchOptions, progress, cancelled) -> tuple:
@@ -187,6 +235,76 @@ def _require_inliers(inliers: np.ndarray) -> None:
     if inliers.sum() < MIN_MATCHES:
         raise InputError(f"Only {int(inliers.sum())} correct correspondences after outlier removal "
                          f"(at least {MIN_MATCHES} needed).")
+
+
+def choose_method(method: str, radar: tuple) -> str:
+    """``auto`` -> ``structure`` when either image is radar (SIFT keypoints do not repeat between
+    radar and optical), else ``sift`` (the CNN half adds no accuracy on optical pairs, README)."""
+    if method != "auto":
+        return method
+    return "structure" if any(radar) else "sift"
+
+
+def structure_correspondences(sources: tuple, grid_to_sensed: np.ndarray, transform: str, options: StructureOptions,
+                              radar: tuple, max_pixels: int, progress=None, cancelled=None) -> Correspondences:
+    """Tie points of the ``structure`` method: a global similarity search over the detection images,
+    then windows matched locally, twice (the second pass around the first pass's robust fit)."""
+    reference, sensed = sources[0].info, sources[1].info
+    frame = detection_frame(reference, sensed, grid_to_sensed, max_pixels)
+    report(progress, 0.05, "Reading the images")
+    (a_img, a_ok), (b_img, b_ok) = detection_images(sources, frame, grid_to_sensed)
+    if a_ok.sum() < 1024 or b_ok.sum() < 1024:
+        raise InputError(f"'{sensed.name}' and '{reference.name}' share too few valid, unmasked pixels "
+                         "to register.")
+    ref = (matching_image(a_img, a_ok, radar[0]), a_ok)
+    sen = (matching_image(b_img, b_ok, radar[1]), b_ok)
+    report(progress, 0.15, "Searching rotation, scale and shift by image structure")
+    h, _peak = similarity_search(ref, sen, options, cancelled)
+    check_linear(h[:2, :2], "initial")
+    fit_kind = "affine" if transform == "tps" else transform
+    stages = {"structure_windows": 0}
+    for radius, label in ((3, 0.35), (2, 0.5)):
+        report(progress, label, "Matching windows of image structure")
+        rp, sp, cost = local_tie_points(ref, sen, h, options, radius, cancelled)
+        if len(rp) < MIN_MATCHES:
+            raise InputError(f"Only {len(rp)} windows of '{sensed.name}' matched '{reference.name}' by image "
+                             f"structure (at least {MIN_MATCHES} are needed); the images may not show the same "
+                             "place, or may share too little texture.")
+        fitted, inl, _res = fit_robust(rp, sp, fit_kind, floor=0.5)
+        _require_inliers(inl)
+        h = fitted.h
+        stages["structure_windows"] = int(len(rp))
+    to_ref = frame.to_reference
+    pa, pb = apply_homography(to_ref, rp), apply_homography(to_ref, sp)
+    found = Correspondences(pa, pb, inl, cost, None, frame.factor, (len(rp), len(rp)),
+                            {**stages, "rematch_inliers": int(inl.sum()), "refined_windows": int(len(rp))})
+    found.transform, *_ = fit_robust(pa, pb, fit_kind, floor=0.5 * frame.factor)
+    return found
+
+
+def check_point_rms(result: RegistrationResult, reference: RasterInfo, sensed: RasterInfo,
+                    points: np.ndarray) -> tuple:
+    """``(RMS in reference pixels, count)`` of the fitted mapping's error at independent check
+    points ``(N, 4)``: reference map x, y -> where the mapping puts them on the sensed image, against
+    the true sensed map x, y, both expressed in reference pixels."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 4)
+    if len(pts) == 0:
+        raise InputError("The check point layer holds no point.")
+    to_ref_px = np.linalg.inv(pixel_to_map(reference.geotransform))
+    to_sen_px = np.linalg.inv(pixel_to_map(sensed.geotransform))
+    ref_px = apply_homography(to_ref_px, pts[:, :2])
+    predicted = result.to_sensed(ref_px)                      # native sensed pixels
+    true = apply_homography(to_sen_px, pts[:, 2:])
+    # sensed pixels -> reference pixels: the ratio of their pixel sizes
+    scale = math.sqrt(abs(np.linalg.det(pixel_matrix(sensed)) / np.linalg.det(pixel_matrix(reference))))
+    err = np.linalg.norm(predicted - true, axis=1) * scale
+    return float(np.sqrt(np.mean(err ** 2))), int(len(pts))
+
+
+def pixel_matrix(info: RasterInfo) -> np.ndarray:
+    """The 2x2 linear part of a raster's geotransform (map units per pixel)."""
+    g = info.geotransform
+    return np.array([[g[1], g[2]], [g[4], g[5]]])
 
 
 # --------------------------------------------------------------------------- refinement and final fit

@@ -25,7 +25,8 @@ class RegistrationResult:
     centre) in the reference and in the sensed raster; ``inliers`` flags the correct ones and
     ``residuals`` are their distances (reference pixels) to the fitted transform. ``rms_all``:
     RMS residual of the inliers; ``rms_loo``: leave-one-out RMS; ``n_red``: number of correct
-    correspondences (inliers). ``geometric_transform`` maps reference pixels to sensed positions
+    correspondences (inliers); ``rms_check``: RMS error at ``n_check`` independent check points
+    (None without them; the seed's RMS on check points). ``geometric_transform`` maps reference pixels to sensed positions
     in the reference frame and ``grid_to_sensed`` (3x3) those to sensed pixels.
     """
 
@@ -46,6 +47,8 @@ class RegistrationResult:
     matrix: Optional[np.ndarray]  # 3x3 reference pixel -> sensed pixel (None for tps)
     n_keypoints: tuple = (0, 0)
     refined: bool = False
+    rms_check: Optional[float] = None  # RMS error at independent check points (reference pixels)
+    n_check: int = 0
     out_path: Optional[str] = None
     tiepoints_path: Optional[str] = None
     checkerboard_path: Optional[str] = None
@@ -64,5 +67,6 @@ class RegistrationResult:
     def summary(self) -> str:
         return (f"{self.method}/{self.transform}: shift ({self.shift_x:+.3f}, {self.shift_y:+.3f}) px, "
                 f"rotation {self.rotation:+.4f} deg, scale {self.scale:.5f}, RMS_all {self.rms_all:.3f} px, "
-                f"RMS_LOO {self.rms_loo:.3f} px, N_red {self.n_red} of {self.n_matches} matches "
-                f"({', '.join(f'{k} {v}' for k, v in self.stages.items())})")
+                f"RMS_LOO {self.rms_loo:.3f} px, N_red {self.n_red} of {self.n_matches} matches"
+                + (f", RMS at {self.n_check} check points {self.rms_check:.3f} px" if self.rms_check is not None else "")
+                + f" ({', '.join(f'{k} {v}' for k, v in self.stages.items())})")

@@ -178,18 +178,23 @@ def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- fitting
 
 
-def fit_ransac(src: np.ndarray, dst: np.ndarray, kind: str, threshold: float) -> tuple:
-    """Initial robust fit of keypoint matches with OpenCV RANSAC: ``(3x3 homography, inlier flags)``.
+def fit_ransac(src: np.ndarray, dst: np.ndarray, kind: str, threshold: float, robust: str = "ransac") -> tuple:
+    """Initial robust fit of keypoint matches: ``(3x3 homography, inlier flags)``.
 
-    Translations and similarities are fitted as partial affines (rotation, uniform scale,
-    shift), every other kind as an affine. Raises :class:`InputError` with fewer than
+    ``robust``: ``"ransac"`` (OpenCV RANSAC) or ``"magsac"`` (OpenCV's USAC MAGSAC++, made for
+    low inlier ratios: it scores a model by all residuals up to ``threshold`` instead of a
+    count). With RANSAC, translations and similarities are fitted as partial affines (rotation,
+    uniform scale, shift), every other kind as an affine; MAGSAC++ always fits an affine (the
+    later robust fit narrows it to the kind asked for). Raises :class:`InputError` with fewer than
     :data:`MIN_MATCHES` inliers.
     """
     import cv2
 
     src, dst = src.astype(np.float32), dst.astype(np.float32)
-    estimate = cv2.estimateAffinePartial2D if kind in ("translation", "similarity") else cv2.estimateAffine2D
-    m0, inl0 = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=20000,
+    partial = kind in ("translation", "similarity") and robust != "magsac"  # OpenCV's USAC fits affines only
+    estimate = cv2.estimateAffinePartial2D if partial else cv2.estimateAffine2D
+    method = cv2.USAC_MAGSAC if robust == "magsac" else cv2.RANSAC
+    m0, inl0 = estimate(src, dst, method=method, ransacReprojThreshold=threshold, maxIters=20000,
                         confidence=0.999)
     if m0 is None or inl0 is None or int(inl0.sum()) < MIN_MATCHES:
         raise InputError(f"No consistent transform found: {0 if inl0 is None else int(inl0.sum())} "

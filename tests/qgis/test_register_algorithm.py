@@ -77,7 +77,7 @@ def test_register_no_overlap_is_a_clear_error_and_writes_nothing(run_alg, tmp_pa
 
 def test_register_headless_on_the_real_pair(tmp_path, pair):
     ref, target = pair
-    # defaults: SIFT + the shipped CNN descriptor, affine
+    # defaults: auto (SIFT for an optical pair), affine
     proc = subprocess.run([str(ROOT / "scripts" / "qgis_process"), "--json", "run", "cloudfree:register", "--",
                            f"REFERENCE={ref}", f"INPUT={target}",
                            f"OUTPUT={tmp_path / 'reg.tif'}", f"OUTPUT_TIEPOINTS={tmp_path / 'tp.gpkg'}"],
@@ -97,3 +97,48 @@ def test_register_fine_tunes_the_descriptor_on_the_reference(run_alg, tmp_path, 
     assert result["SHIFT_X"] == pytest.approx(0.6, abs=0.2) and result["SHIFT_Y"] == pytest.approx(-1.75, abs=0.2)
     assert abs(result["ROTATION"]) < 0.05 and result["SCALE"] == pytest.approx(1.0, abs=1e-3)
     assert sorted(os.listdir(tmp_path)) == ["r.tif", "t.gpkg"]  # the fine-tuned model was temporary
+
+
+def _check_points(path, points, fields=("sensed_x", "sensed_y")):
+    """A GeoPackage of points on the reference (EPSG:32633) with the true sensed map x, y of each."""
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("check", srs, ogr.wkbPoint)
+    for name in fields:
+        layer.CreateField(ogr.FieldDefn(name, ogr.OFTReal))
+    for x, y, sx, sy in points:
+        f = ogr.Feature(layer.GetLayerDefn())
+        f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
+        f.SetField(fields[0], sx)
+        f.SetField(fields[1], sy)
+        layer.CreateFeature(f)
+    ds = None
+    return str(path)
+
+
+def test_register_reports_rms_at_independent_check_points(run_alg, tmp_path, cropped_pair):
+    """Check points from AROSICS' independent figure of the pair's shift (about +0.6, -1.8 px, i.e.
+    +6 m east and +18 m north on the 10 m grid): RMS_CHECK is small; the same points 30 m off give
+    about 3 px; a layer without the fields is refused by name."""
+    ref, target = cropped_pair
+    g = raster.raster_info(str(ref)).geotransform
+    xs = [g[0] + (c + 0.5) * g[1] for c in (200, 500, 800)]
+    ys = [g[3] + (r + 0.5) * g[5] for r in (250, 750)]
+    exact = [(x, y, x + 6.0, y + 18.0) for x in xs for y in ys]
+    params = {"REFERENCE": str(ref), "INPUT": str(target), "TRANSFORM": 2, "METHOD": 1,
+              "OUTPUT": str(tmp_path / "reg.tif"), "OUTPUT_TIEPOINTS": str(tmp_path / "tp.gpkg")}
+    result = run_alg("cloudfree:register", {**params, "CHECK_POINTS": _check_points(tmp_path / "cp.gpkg", exact)})
+    assert result["N_CHECK"] == 6 and result["RMS_CHECK"] < 0.3
+    off = [(x, y, sx + 30.0, sy) for x, y, sx, sy in exact]
+    result = run_alg("cloudfree:register", {**params, "OUTPUT": str(tmp_path / "reg2.tif"),
+                                            "OUTPUT_TIEPOINTS": str(tmp_path / "tp2.gpkg"),
+                                            "CHECK_POINTS": _check_points(tmp_path / "off.gpkg", off)})
+    assert result["RMS_CHECK"] == pytest.approx(3.0, abs=0.3)
+    wrong = _check_points(tmp_path / "wrong.gpkg", exact, fields=("true_x", "true_y"))
+    with pytest.raises(QgsProcessingException, match="has no field sensed_x"):
+        run_alg("cloudfree:register", {**params, "OUTPUT": str(tmp_path / "reg3.tif"),
+                                       "OUTPUT_TIEPOINTS": str(tmp_path / "tp3.gpkg"), "CHECK_POINTS": wrong})
+    assert not (tmp_path / "reg3.tif").exists()

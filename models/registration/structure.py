@@ -1,0 +1,307 @@
+"""Registration across modalities by image structure: dense oriented-gradient features that ignore
+intensity, matched by normalised cross-correlation (method ``structure``).
+
+Between Sentinel-1 radar and an optical image, or two optical images of very different seasons,
+the grey values have no common law and SIFT keypoints rarely repeat, but the *shapes* do: field
+edges, roads, rivers, shorelines. Following Ye et al.'s CFOG (channel features of orientated
+gradients, "Fast and robust matching for multimodal remote sensing image registration", IEEE TGRS
+2019, the same group as the SIFT + CNN method), every pixel gets a small histogram of its gradient
+orientations folded to [0, 180) degrees (so a bright-on-dark edge in one image matches a
+dark-on-bright edge in the other), smoothed in space and across neighbouring orientations and
+normalised to unit length (:func:`cfog`). Two stages use it:
+
+1. **Global search** (:func:`similarity_search`): the sensed image is resampled into the
+   reference frame for each rotation and scale of a grid (``StructureOptions``); for each, the
+   masked zero-mean normalised cross-correlation of the two feature images over every shift is
+   computed at once by FFT (:func:`masked_ncc`, after Padfield 2012); the best peak, then a finer
+   grid around it, gives a similarity transform.
+2. **Local tie points** (:func:`local_tie_points`): with the sensed image warped by that estimate,
+   windows on a regular grid are matched again by NCC over small shifts, with a parabolic
+   sub-pixel peak; each window gives a tie point for the pipeline's robust fit of any transform.
+
+Radar is made comparable first (:func:`matching_image`): linear power or dB in, Lee-filtered
+speckle, dB out. Works on the pipeline's detection images (both in the reference frame).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..runtime import check_cancelled
+
+BINS = 9               # orientation channels over [0, 180) degrees
+SMOOTHING = 0.8        # Gaussian sigma (pixels) of the feature channels
+SEARCH_PIXELS = 160    # the global search runs on images of at most about this many pixels a side
+MIN_OVERLAP = 0.35     # a shift is scored only when this share of the smaller image overlaps
+
+
+@dataclass(frozen=True)
+class StructureOptions:
+    """The search space and the local matching of the ``structure`` method.
+
+    ``max_rotation``: degrees searched either way (0 = none); ``scale_range``: sensed/reference
+    scales searched; ``max_shift``: the largest shift searched, as a share of the image side;
+    ``window``: the local matching windows (detection pixels; at most a fifth of the smaller
+    image side, at least 16); ``min_ncc``: the lowest local peak
+    correlation a tie point is kept at.
+    """
+
+    max_rotation: float = 30.0
+    scale_range: tuple = (0.8, 1.25)
+    max_shift: float = 0.15
+    window: int = 32
+    min_ncc: float = 0.1
+
+    def __post_init__(self):
+        if not 0 <= self.max_rotation <= 180:
+            raise InputError(f"The rotation searched must be between 0 and 180 degrees, not {self.max_rotation}.")
+        lo, hi = self.scale_range
+        if not 0.2 <= lo <= 1.0 <= hi <= 5.0:
+            raise InputError(f"The scale range searched must contain 1 and lie within 0.2..5, not {self.scale_range}.")
+
+
+# --------------------------------------------------------------------------- features
+
+
+def matching_image(values: np.ndarray, valid: np.ndarray, radar: bool) -> np.ndarray:
+    """The band as structure matching reads it: radar (dB, or linear power when every valid value
+    is positive and the median below 1) is Lee-filtered in power and returned in dB; other bands as they are."""
+    if not radar or not valid.any():
+        return values
+    from ..radar import lee_filter
+
+    v = values.astype(np.float64)
+    linear = bool((v[valid] > 0).all() and np.median(v[valid]) < 1.0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        power = np.where(valid, v if linear else np.power(10.0, v / 10.0), np.nan)
+    power = np.where(power > 0, power, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN (invalid) pixels stay NaN
+        db = 10.0 * np.log10(lee_filter(power, 5, 0.25))
+    return np.where(np.isfinite(db), db, 0.0).astype(np.float32)
+
+
+def cfog(image: np.ndarray, valid: np.ndarray, bins: int = BINS, sigma: float = SMOOTHING) -> np.ndarray:
+    """``(H, W, bins)`` float32: per pixel the gradient magnitude spread over orientation channels
+    (folded to [0, 180), linear between the two nearest), 0 where a 3x3 neighbourhood is invalid,
+    smoothed in space and across orientations, unit length per pixel."""
+    import cv2
+
+    img = _stretched(image, valid)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    inside = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    mag = np.where(inside, np.hypot(gx, gy), 0.0).astype(np.float32)
+    pos = (np.arctan2(gy, gx) % np.pi) / np.pi * bins
+    low = np.floor(pos).astype(np.int64) % bins
+    frac = (pos - np.floor(pos)).astype(np.float32)
+    feats = np.zeros(image.shape + (bins,), np.float32)
+    rows, cols = np.indices(image.shape)
+    np.add.at(feats, (rows, cols, low), mag * (1.0 - frac))
+    np.add.at(feats, (rows, cols, (low + 1) % bins), mag * frac)
+    for k in range(bins):
+        feats[..., k] = cv2.GaussianBlur(feats[..., k], (0, 0), sigma)
+    feats = 0.25 * np.roll(feats, 1, axis=2) + 0.5 * feats + 0.25 * np.roll(feats, -1, axis=2)
+    norm = np.linalg.norm(feats, axis=2, keepdims=True)
+    floor = 0.05 * float(norm[inside].mean()) if inside.any() else 1.0
+    return feats / (norm + floor + 1e-12)
+
+
+def _stretched(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The band scaled by its 2-98 % range of valid values, clipped to [0, 1]: gradients comparable
+    between images; invalid pixels take the median, so no false edge at a nodata border."""
+    if not valid.any():
+        return np.zeros(image.shape, np.float32)
+    lo, med, hi = np.percentile(image[valid], [2, 50, 98])
+    out = np.clip((np.where(valid, image, med) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- correlation
+
+
+def masked_ncc(fa: np.ndarray, va: np.ndarray, fb: np.ndarray, vb: np.ndarray, max_shift: int) -> np.ndarray:
+    """``(2 m + 1, 2 m + 1)`` zero-mean NCC of feature images ``fa`` (reference) and ``fb`` over
+    their valid overlaps, for every shift ``(dy, dx)`` in ``-m..m`` (``m = max_shift``): entry
+    ``[m + dy, m + dx]`` compares ``fa(p)`` with ``fb(p + (dx, dy))``. Shifts whose overlap is under
+    :data:`MIN_OVERLAP` of the smaller valid area score -1."""
+    h, w = va.shape
+    shape = (h + max_shift + 1, w + max_shift + 1)
+    ma, mb = va.astype(np.float64), vb.astype(np.float64)
+    a, b = fa * va[..., None], fb * vb[..., None]
+
+    def spec(x):
+        return np.fft.rfft2(x, s=shape, axes=(0, 1))
+
+    def corr(x_spec, y_spec):  # sum_p x(p) y(p + t), for every shift t (wrapped)
+        return np.fft.irfft2(np.conj(x_spec) * y_spec, s=shape, axes=(0, 1))
+
+    sma, smb = spec(ma), spec(mb)
+    sa, sb = spec(a), spec(b)
+    n = np.maximum(corr(sma, smb), 0.0)
+    sum_a, sum_b = corr(sa, smb[..., None]), corr(sma[..., None], sb)
+    sum_aa = corr(spec(a * a), smb[..., None]).sum(axis=2)
+    sum_bb = corr(sma[..., None], spec(b * b)).sum(axis=2)
+    nn = np.maximum(n, 1.0)
+    num = corr(sa, sb).sum(axis=2) - (sum_a * sum_b).sum(axis=2) / nn
+    var_a = np.maximum(sum_aa - (sum_a * sum_a).sum(axis=2) / nn, 1e-12)
+    var_b = np.maximum(sum_bb - (sum_b * sum_b).sum(axis=2) / nn, 1e-12)
+    score = num / np.sqrt(var_a * var_b)
+    score[n < MIN_OVERLAP * min(ma.sum(), mb.sum())] = -1.0
+    idx = np.r_[shape[0] - max_shift:shape[0], 0:max_shift + 1]
+    jdx = np.r_[shape[1] - max_shift:shape[1], 0:max_shift + 1]
+    return score[np.ix_(idx, jdx)]
+
+
+def subpixel_peak(score: np.ndarray) -> tuple:
+    """``(dx, dy, peak)`` of a score map centred on shift 0, refined by a parabola along each axis;
+    ``None`` when the maximum lies on the border (the true peak may lie outside)."""
+    m = score.shape[0] // 2
+    iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
+    if not (0 < iy < score.shape[0] - 1 and 0 < ix < score.shape[1] - 1):
+        return None
+
+    def vertex(lo, c, hi):
+        den = lo - 2.0 * c + hi
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (lo - hi) / den, -0.5, 0.5))
+
+    dy = vertex(score[iy - 1, ix], score[iy, ix], score[iy + 1, ix])
+    dx = vertex(score[iy, ix - 1], score[iy, ix], score[iy, ix + 1])
+    return ix - m + dx, iy - m + dy, float(score[iy, ix])
+
+
+# --------------------------------------------------------------------------- global search
+
+
+def similarity(angle: float, scale: float, centre: np.ndarray, shift=(0.0, 0.0)) -> np.ndarray:
+    """3x3: reference frame -> sensed frame, a rotation by ``angle`` degrees and ``scale`` about
+    ``centre``, then ``shift``."""
+    a = math.radians(angle)
+    lin = scale * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return np.vstack([np.c_[lin, centre + np.asarray(shift, float) - lin @ centre], [0.0, 0.0, 1.0]])
+
+
+def warp_into_reference(image: np.ndarray, valid: np.ndarray, h: np.ndarray, shape: tuple) -> tuple:
+    """``(values, valid)`` of the sensed ``image`` sampled at ``h`` (reference -> sensed frame) of
+    every reference pixel, ``shape`` = (rows, cols)."""
+    import cv2
+
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    out = cv2.warpAffine(image.astype(np.float32), h[:2], (shape[1], shape[0]), flags=flags, borderValue=0)
+    ok = cv2.warpAffine(valid.astype(np.float32), h[:2], (shape[1], shape[0]), flags=flags, borderValue=0) > 0.999
+    return out, ok
+
+
+def similarity_search(ref: tuple, sen: tuple, options: StructureOptions, cancelled=None) -> tuple:
+    """``(3x3 reference -> sensed frame, peak NCC)``: the best similarity transform of the grid
+    search, then of a finer grid around it. ``ref``/``sen`` = (image, valid) in their frames."""
+    import cv2
+
+    (a_img, a_ok), (b_img, b_ok) = ref, sen
+    f = max(1, int(math.ceil(max(a_img.shape) / SEARCH_PIXELS)))
+    small = (max(8, a_img.shape[1] // f), max(8, a_img.shape[0] // f))
+
+    def shrink(img, ok):
+        return (cv2.resize(np.where(ok, img, 0).astype(np.float32), small, interpolation=cv2.INTER_AREA),
+                cv2.resize(ok.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0)
+
+    (ra, rv), (sa, sv) = shrink(a_img, a_ok), shrink(b_img, b_ok)
+    fa = cfog(ra, rv)
+    centre = np.array([(small[0] - 1) / 2.0, (small[1] - 1) / 2.0])
+    m = max(2, int(round(options.max_shift * max(small))))
+    lo, hi = options.scale_range
+    coarse = _grid(options.max_rotation, 3.0, lo, hi, 1.06)
+    best = _best_of(coarse, fa, rv, sa, sv, centre, m, cancelled)
+    a0, s0 = best[1], best[2]
+    fine = [(a0 + da, s0 * math.exp(ds)) for da in np.arange(-1.5, 1.51, 0.5) for ds in np.linspace(-0.03, 0.03, 5)]
+    best = max(best, _best_of(fine, fa, rv, sa, sv, centre, m, cancelled), key=lambda b: b[0])
+    peak, angle, scale, dx, dy = best
+    if peak <= 0:
+        raise InputError("No common structure found between the images (no positive correlation of "
+                         "their oriented gradients); check that they show the same place.")
+    # in the reduced frame: ref p <-> warped sensed at p + d, i.e. sensed frame S(p + d)
+    h_small = similarity(angle, scale, centre) @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
+    up = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1.0]])
+    return up @ h_small @ np.linalg.inv(up), peak
+
+
+def _grid(max_rotation: float, step: float, lo: float, hi: float, ratio: float) -> list:
+    n_a = int(math.floor(max_rotation / step))
+    angles = [k * step for k in range(-n_a, n_a + 1)] or [0.0]
+    if max_rotation >= 180:
+        angles = [a for a in angles if -180 < a <= 180]
+    n_lo, n_hi = int(math.floor(math.log(1 / lo) / math.log(ratio))), int(math.floor(math.log(hi) / math.log(ratio)))
+    scales = [ratio ** k for k in range(-n_lo, n_hi + 1)]
+    return [(a, s) for a in angles for s in scales]
+
+
+def _best_of(candidates: list, fa, rv, sa, sv, centre, m, cancelled) -> tuple:
+    """``(peak, angle, scale, dx, dy)`` of the best candidate (angle, scale)."""
+    best = (-math.inf, 0.0, 1.0, 0.0, 0.0)
+    for k, (angle, scale) in enumerate(candidates):
+        if k % 8 == 0:
+            check_cancelled(cancelled)
+        img, ok = warp_into_reference(sa, sv, similarity(angle, scale, centre), rv.shape)
+        if ok.sum() < MIN_OVERLAP * rv.sum():
+            continue
+        peak = subpixel_peak(masked_ncc(fa, rv, cfog(img, ok), ok, m))
+        if peak is not None and peak[2] > best[0]:
+            best = (peak[2], angle, scale, peak[0], peak[1])
+    return best
+
+
+# --------------------------------------------------------------------------- local tie points
+
+
+def local_tie_points(ref: tuple, sen: tuple, h: np.ndarray, options: StructureOptions, radius: int = 3,
+                     cancelled=None) -> tuple:
+    """``(reference points, sensed points, 1 - NCC)`` (frame pixels) of windows on a grid matched
+    by NCC of their features over shifts up to ``radius`` around the estimate ``h`` (reference ->
+    sensed frame). Windows must be at least 90 % valid in both images."""
+    (a_img, a_ok) = ref
+    w_img, w_ok = warp_into_reference(sen[0], sen[1], h, a_ok.shape)
+    fa, fb = cfog(a_img, a_ok), cfog(w_img, w_ok)
+    rows, cols = a_ok.shape
+    win = min(options.window, max(16, min(rows, cols) // 5))  # small images: smaller windows, more of them
+    step = max(4, win // 3)
+    ref_pts, found, cost = [], [], []
+    for k, (y0, x0) in enumerate((y, x) for y in range(radius, rows - win - radius + 1, step)
+                                 for x in range(radius, cols - win - radius + 1, step)):
+        if k % 32 == 0:
+            check_cancelled(cancelled)
+        if a_ok[y0:y0 + win, x0:x0 + win].mean() < 0.9:
+            continue
+        b_ok = w_ok[y0 - radius:y0 + win + radius, x0 - radius:x0 + win + radius]
+        if b_ok.mean() < 0.9:
+            continue
+        score = _window_ncc(fa[y0:y0 + win, x0:x0 + win], fb[y0 - radius:y0 + win + radius,
+                                                            x0 - radius:x0 + win + radius], radius)
+        peak = subpixel_peak(score)
+        if peak is None or peak[2] < options.min_ncc:
+            continue
+        centre = np.array([x0 + (win - 1) / 2.0, y0 + (win - 1) / 2.0])
+        ref_pts.append(centre)
+        found.append(centre + np.array(peak[:2]))
+        cost.append(1.0 - peak[2])
+    if not ref_pts:
+        return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0)
+    ref_pts, found = np.array(ref_pts), np.array(found)
+    sensed = found @ h[:2, :2].T + h[:2, 2]
+    return ref_pts, sensed, np.array(cost)
+
+
+def _window_ncc(a: np.ndarray, b: np.ndarray, radius: int) -> np.ndarray:
+    """NCC of feature window ``a`` with every ``a``-sized window of ``b`` (``a`` plus ``radius`` each side)."""
+    win = a.shape[0]
+    av = a - a.mean(axis=(0, 1))
+    an = float(np.sqrt((av * av).sum())) + 1e-12
+    out = np.full((2 * radius + 1, 2 * radius + 1), -1.0)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            bw = b[dy:dy + win, dx:dx + win]
+            bv = bw - bw.mean(axis=(0, 1))
+            out[dy, dx] = float((av * bv).sum()) / (an * (float(np.sqrt((bv * bv).sum())) + 1e-12))
+    return out
