@@ -274,7 +274,22 @@ def real_windows():
     l8 = read_band(DATA / "l8_cloudy_scene" / "bgrn.tif", 4)
     out["l8_nir"] = (l8, (57, 45), None)
     # two dates (2016-06-08 reference, 2016-05-29 sensed), with their own real misregistration
-    out["s2_two_dates"] = (pair, (900, 1200), read_band(PAIR / "target_20160529.tif"))
+    out["s2_two_dates"] = (pair, (900, 1200), on_reference_pixels(PAIR / "target_20160529.tif",
+                                                                   PAIR / "reference_20160608.tif"))
+    return out
+
+
+def on_reference_pixels(path, reference):
+    """Band 1 of ``path`` placed on the pixels of ``reference`` (same 10 m grid, another extent: an
+    integer offset; 0 where it has no data), values unchanged."""
+    ref, src = gdal.Open(str(reference)), gdal.Open(str(path))
+    gr, gs = ref.GetGeoTransform(), src.GetGeoTransform()
+    dx, dy = round((gs[0] - gr[0]) / gr[1]), round((gs[3] - gr[3]) / gr[5])
+    out = np.zeros((ref.RasterYSize, ref.RasterXSize), np.float32)
+    arr = src.GetRasterBand(1).ReadAsArray().astype(np.float32)
+    y0, x0 = max(dy, 0), max(dx, 0)
+    y1, x1 = min(dy + arr.shape[0], out.shape[0]), min(dx + arr.shape[1], out.shape[1])
+    out[y0:y1, x0:x1] = arr[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
     return out
 
 

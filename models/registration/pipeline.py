@@ -186,23 +186,25 @@ def initial_fit(pa: np.ndarray, pb: np.ndarray, kpa, kpb, dist: np.ndarray, tran
     """
     ia, ib = ratio_mutual(dist, match.ratio)
     best, failure = None, f"only {len(ia)} keypoint matches passed the ratio test"
-    if len(ia) >= MIN_MATCHES:
+
+    def attempt(a, b, robust):  # a plausible fit (checked like the final one) or the reason there is none
+        nonlocal best, failure
+        if len(a) < MIN_MATCHES:
+            return
         try:
-            h0, inl0 = fit_ransac(pa[ia], pb[ib], transform, 3.0 * f)
-            best = (h0, (ia[inl0], ib[inl0]))
+            h, inl = fit_ransac(pa[a], pb[b], transform, 3.0 * f, robust=robust)
+            check_linear(h[:2, :2], "initial")
         except InputError as exc:
-            failure = str(exc)
+            failure = failure if best is not None else str(exc)
+            return
+        if best is None or inl.sum() > len(best[1][0]):
+            best = (h, (a[inl], b[inl]))
+
+    attempt(ia, ib, "ransac")
     if best is None or len(best[1][0]) < max(STRONG_INLIERS, 0.2 * len(ia)):
         ca, cb, rank = candidate_matches(dist, match.neighbours)
         ok = consistent_matches(kpa, kpb, ca, cb, 1.0 / (1.0 + rank))
-        ca, cb = ca[ok], cb[ok]
-        if len(ca) >= MIN_MATCHES:
-            try:
-                h1, inl1 = fit_ransac(pa[ca], pb[cb], transform, 3.0 * f, robust="magsac")
-                if best is None or inl1.sum() > len(best[1][0]):
-                    best = (h1, (ca[inl1], cb[inl1]))
-            except InputError as exc:
-                failure = failure if best is not None else str(exc)
+        attempt(ca[ok], cb[ok], "magsac")
     if best is None:
         raise InputError(f"No consistent transform found ({failure}; at least {MIN_MATCHES} consistent "
                          "matches are needed); the images may not show the same place, or may need the "
