@@ -1,7 +1,7 @@
 """Benchmark of image registration (models/registration/) against OpenCV and AROSICS.
 
-    .venv/bin/python benchmarks/registration.py [all|real|robust] [--runs 3] [--no-arosics]
-                                                [--json OUT.json]
+    .venv/bin/python benchmarks/registration.py [all|real|robust|radar] [--runs 3] [--no-arosics]
+                                                [--warps 6] [--json OUT.json]
 
 - real: the real Sentinel-2 pair of ../shared/data/s2_registration_pair (AROSICS' INTER1 case:
   reference_20160608.tif vs target_20160529.tif, band 1, real clouds, real misregistration).
@@ -17,13 +17,19 @@
   window 256), run in a subprocess with the separate venv ``.venv-arosics`` (arosics < 1.13);
   their times are measured inside that process (imports excluded).
 - robust: real 512x512 windows (the pair's reference, s2_cloudy_scene NIR, l8_cloudy_scene
-  NIR, the latter two padded from their full scenes) warped by known transforms (rotations 0 to
-  180 degrees, scales 0.5 to 2, brightness/contrast/gamma change, synthetic clouds from
-  models.clouds over the sensed image, with and without the cloud mask). Error = RMS over a
+  NIR, the latter two padded from their full scenes, and two dates: the pair's reference against
+  its other date, whose own real shift is measured on the unwarped pair and taken out) warped by
+  16 known transforms (rotations 0 to 180 degrees, scales 0.5 to 2, both together,
+  brightness/contrast/gamma change, synthetic clouds from models.clouds over the sensed image,
+  with and without the cloud mask). Error = RMS over a
   grid of reference points (inside the part the sensed image covers) of the distance between
   the estimated and the true sensed position; success = error < 1 px. Reports success rate,
   median RMS_all (the method's own inlier residual RMS) and median N_red (inliers) for CloudFree
   sift, sift_cnn and the OpenCV baseline. All use the affine model.
+- radar: known warps (rotation up to 30 degrees, scale 0.8-1.25, shift up to 4 px) of the real
+  Sentinel-1 VV image of each s1_s2_pairs patch (BigEarthNet ben0-ben5 onto Sentinel-2 NIR, and
+  scikit-eo's S1 onto Landsat 8 NIR); the pair's own misregistration, measured once on the unwarped
+  pair by the structure method, is taken out. Methods: structure, sift, sift_cnn, OpenCV.
 
 Conventions: shifts are (x, y) in reference pixels; a registered output should show (0, 0).
 AROSICS reports the correction (opposite sign to CloudFree's shift_x/shift_y).
