@@ -43,8 +43,9 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 TOLERANCE = 1e-3      # largest |ONNX - torch| on the probe, relative to max(1, largest |torch output|)
 PROBE_BATCH = 2       # the export traces one tile, the probe checks that any batch size works
 PROBE_SEED = 17
-TIMED_RUNS = 2        # runs of each engine when ``auto`` measures which is faster (after a warm-up)
-TIMED_PIXELS = 1 << 17  # at most this many pixels in the batch ``auto`` times (about a second in all on a CPU)
+TIMED_RUNS = 3        # runs of each engine when ``auto`` measures which is faster (after a warm-up)
+TIMED_PIXELS = 1 << 18  # at most this many pixels in the batch ``auto`` times: engines rank differently by batch
+                        # (torch ran the fusion net at 2.7 MP/s on 2 tiles of 256 px and 1.8 on 4, measured)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def choose(network, device, backend: str, tile: int, batch: int, cache: str | No
         return torch_runner(network, f"ONNX Runtime refused it: {type(exc).__name__}: {str(exc)[:200]}")
     if backend == "onnxruntime":
         return onnx
-    timed = probe_batch(learned_part(network), max(1, min(batch, TIMED_PIXELS // (tile * tile))), tile, device)
+    timed = whole_input(network, max(1, min(batch, TIMED_PIXELS // (tile * tile))), tile, device)
     return faster(onnx, torch_runner(network, "auto"), timed)
 
 
@@ -130,11 +131,36 @@ def probe_batch(part, batch: int, tile: int, device):
     return torch.randn(batch, input_channels(part), tile, tile, generator=gen).to(device)
 
 
+def whole_input(network, batch: int, tile: int, device):
+    """A random batch laid out as the whole network takes it (what ``auto`` times): for a generator
+    with a prior, its bands (4 for a guided one), a 0/1 mask and, for a guided one, guide validity 1;
+    else the learned part's input."""
+    import torch
+
+    from .networks import FillResidualGenerator, GuidedGenerator
+
+    if isinstance(network, GuidedGenerator):
+        bands, mask_at, valid_at = 4, 4, 9
+        channels = 2 * bands + 2 + network.radar
+    elif isinstance(network, FillResidualGenerator):
+        bands, mask_at, valid_at = network.bands, network.bands, None
+        channels = input_channels(network.core) - network.bands
+    else:
+        return probe_batch(network, batch, tile, device)
+    gen = torch.Generator().manual_seed(PROBE_SEED)
+    x = torch.rand(batch, channels, tile, tile, generator=gen)
+    x[:, mask_at] = (x[:, mask_at] > 0.5).float()
+    if valid_at is not None:
+        x[:, valid_at] = 1.0
+    return x.to(device)
+
+
 def faster(onnx: Runner, fast_torch: Runner, batch) -> Runner:
-    """Whichever runs the learned part on ``batch`` in less time (best of :data:`TIMED_RUNS`); its detail
+    """Whichever runs the network as the engine calls it (for a generator: the prior in torch and the
+    learned part in each engine) on ``batch`` in less time (best of :data:`TIMED_RUNS`); its detail
     gains both speeds in megapixels per second."""
     mp = batch.shape[0] * batch.shape[-2] * batch.shape[-1] / 1e6
-    speed = {r.backend: mp / best_seconds(r.part, batch) for r in (onnx, fast_torch)}
+    speed = {r.backend: mp / best_seconds(r.forward, batch) for r in (onnx, fast_torch)}
     chosen, other = (onnx, fast_torch) if speed["onnxruntime"] >= speed["torch"] else (fast_torch, onnx)
     chosen.detail = (f"{chosen.detail[:-1]}; the faster on {batch.shape[0]} tiles: {speed[chosen.backend]:.2f} MP/s, "
                      f"{other.backend} {speed[other.backend]:.2f})")
@@ -215,6 +241,9 @@ def ort_session(path: str, device, providers: list):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: no notices on the console of QGIS
+    # no busy-waiting threads after a run: torch (a generator's prior) and numpy (the tiler) work between
+    # runs, and spinning ORT threads took their cores (a guided generator ran at half speed, measured)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     chosen = [("CUDAExecutionProvider", {"device_id": device.index or 0}) if p == "CUDAExecutionProvider" else p
               for p in providers]
     return onnxruntime.InferenceSession(path, options, providers=chosen)
