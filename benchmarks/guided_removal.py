@@ -56,7 +56,6 @@ from cloudfree.models import comparison, raster  # noqa: E402
 from cloudfree.models.cloud_removal.baselines import fusion_composite, matched_copy_model  # noqa: E402
 from cloudfree.models.cloud_removal.guides import Guide, acquisition_date  # noqa: E402
 from cloudfree.models.clouds import CloudParams, simulate_clouds  # noqa: E402
-from cloudfree.models.weights import shipped_model  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from cloud_removal import inpaint  # noqa: E402  (biharmonic inpainting, the no-guide peer)
@@ -124,10 +123,7 @@ def train_radar(folder: str, steps: int) -> tuple:
     sources = [cr.TrainingSource(clear=str(BEN / f"ben{k}_s2_bgrn.tif"), name=f"ben{k}",
                                  guides=[Guide(str(BEN / f"ben{k}_s1_vvvh.tif"), kind="radar", name=f"ben{k}_s1")])
                for k in range(4)]
-    # where no optical date is clear the radar model starts from the shipped unguided model, not from the
-    # untrained fill: radar adds to the best unguided output (and keep-best keeps that start unless it helps)
-    cfg = cr.TrainConfig(sources=sources, band_names=["blue", "green", "red", "nir"], steps=steps,
-                         fallback_model=shipped_model("cloud_removal_small.safetensors"), **GUIDED_TINY)
+    cfg = cr.TrainConfig(sources=sources, band_names=["blue", "green", "red", "nir"], steps=steps, **GUIDED_TINY)
     t0 = time.perf_counter()
     result = cr.train_cloud_removal(cfg, os.path.join(folder, "guided_radar.safetensors"))
     return result, len(sources), time.perf_counter() - t0
@@ -174,14 +170,13 @@ def one_case(tag: str, target: str, bands: list, guides: list, models: dict, fol
     return out
 
 
-def cases(models: dict, optical: bool = True) -> dict:
-    """Every held-out case: S2 (another sensor and place), Landsat 2011 (unless not ``optical``), radar on
-    ben4/ben5."""
+def cases(models: dict) -> dict:
+    """Every held-out case: S2 (another sensor and place), Landsat 2011, radar on ben4/ben5."""
     out = {}
-    dates = landsat_dates() if optical else []
+    dates = landsat_dates()
     with tempfile.TemporaryDirectory(prefix="cloudfree-guided-bench-") as folder:
         for seed in range(3):
-            for t in ("s2_20150711", "s2_20150909") if optical else ():
+            for t in ("s2_20150711", "s2_20150909"):
                 out.setdefault(f"S2 {t[3:]}", []).append(one_case(
                     f"{t}_{seed}", str(S2 / f"{t}.tif"), S2_BANDS, s2_guides(t),
                     {"guided model (optical)": models["optical"]}, folder, seed))
@@ -241,31 +236,27 @@ def main() -> None:
     ap.add_argument("--reuse", help="a folder of an earlier run's two models: score them, do not train")
     ap.add_argument("--out", default="/tmp/cloudfree-guided-quicklooks", help="where the quick-looks go")
     ap.add_argument("--quicklooks-only", action="store_true", help="with --reuse: only the overcast quick-looks")
-    ap.add_argument("--radar-only", action="store_true", help="train the radar model only; score the shipped optical")
     args = ap.parse_args()
     if args.reuse:
         paths = {k: os.path.join(args.reuse, f"guided_{k}.safetensors") for k in ("optical", "radar")}
     else:
         work = tempfile.mkdtemp(prefix="cloudfree-guided-models-")
-        trained = {}
-        if not args.radar_only:
-            trained["optical"], n_opt, t_opt = train_optical(work, args.steps)
-            print(f"optical guided model: {n_opt} Landsat targets, {args.steps} steps in {t_opt:.0f} s", flush=True)
-        trained["radar"], n_rad, t_rad = train_radar(work, args.steps)
-        print(f"radar guided model: {n_rad} BigEarthNet targets in {t_rad:.0f} s (models in {work})", flush=True)
-        paths = {"optical": shipped_model("cloud_removal_guided_optical.safetensors"),
-                 **{k: r.model_path for k, r in trained.items()}}
-        for name, result in trained.items():  # what keep-best chose from
+        optical, n_opt, t_opt = train_optical(work, args.steps)
+        radar, n_rad, t_rad = train_radar(work, args.steps)
+        print(f"optical guided model: {n_opt} Landsat targets, {args.steps} steps in {t_opt:.0f} s; radar guided "
+              f"model: {n_rad} BigEarthNet targets in {t_rad:.0f} s (models in {work})", flush=True)
+        paths = {"optical": optical.model_path, "radar": radar.model_path}
+        for name, result in (("optical", optical), ("radar", radar)):  # what keep-best chose from
             print(f"{name} validation (step: PSNR/SSIM inside the clouds): " + ", ".join(
                 f"{v['step']}: {v['psnr_masked']:.2f}/{v['ssim_masked']:.3f}" for v in result.history["val"]))
     for k, path in paths.items():
         t = __import__("cloudfree.models.weights", fromlist=["x"]).read_metadata(path).training
         print(f"{k}: kept step {t.get('selected_step')} of {t.get('steps')}")
-    for png in [] if args.radar_only else overcast_quicklooks(paths, Path(args.out)):
+    for png in overcast_quicklooks(paths, Path(args.out)):
         print(f"real overcast date, no reference: {png} (input | no guide | matched copy | guided model)")
     if args.quicklooks_only:
         return
-    results = cases(paths, optical=not args.radar_only)
+    results = cases(paths)
     table = {name: medians(rows) for name, rows in results.items()}
     for name, methods in table.items():
         print(f"{name} ({len(results[name])} cases, medians inside the clouds)")
@@ -273,7 +264,7 @@ def main() -> None:
             print(f"  {m:34s} PSNR {f['psnr']:6.2f} dB  SSIM {f['ssim']:.3f}  MAE {f['mae']:.4f}  SAM {f['sam']:.2f}")
     print(json.dumps({"medians": table, "runs": results, "models": paths}, indent=1, default=str))
     if args.record:
-        record(None if args.radar_only else paths["optical"], paths["radar"], table, args.steps)
+        record(paths["optical"], paths["radar"], table, args.steps)
 
 
 def record(optical: str, radar: str, table: dict, steps: int) -> None:
@@ -284,8 +275,6 @@ def record(optical: str, radar: str, table: dict, steps: int) -> None:
 
     for path, name, keys in ((optical, "cloud_removal_guided_optical.safetensors", ("S2", "Landsat")),
                              (radar, "cloud_removal_guided_radar.safetensors", ("radar",))):
-        if path is None:  # not trained in this run (--radar-only): the shipped file stays as it is
-            continue
         dest = ROOT / "models" / "pretrained" / name
         shutil.copyfile(path, dest)
         meta = weights.read_metadata(str(dest))
@@ -294,8 +283,7 @@ def record(optical: str, radar: str, table: dict, steps: int) -> None:
             "Fmask, each guided by its two nearest usable dates; synthetic clouds; "
             if "optical" in name else
             "BigEarthNet patches ben0-ben3 (bigearthnet-common 2.8.0 examples): Sentinel-2 L2A blue, green, red, "
-            "NIR guided by Sentinel-1 VV/VH (dB); synthetic clouds; starting where no optical date is clear from "
-            "the shipped cloud_removal_small (frozen, inside this file); ") + f"{steps} steps on a CPU",
+            "NIR guided by Sentinel-1 VV/VH (dB); synthetic clouds; ") + f"{steps} steps on a CPU",
             recorded_by="benchmarks/guided_removal.py --record")
         metrics = dict(meta.metrics, held_out={k: v for k, v in table.items() if k.startswith(keys)})
         weights.update_metadata(str(dest), training=training, metrics=metrics)

@@ -297,28 +297,20 @@ class GuidedGenerator(nn.Module):
     valid and a fill of the target elsewhere, so a pixel no guide sees falls back to what an
     unguided fill gives: ``fallback="smooth"`` a smooth fill (:func:`smooth_fill`), ``"unmix"`` the
     smooth fill refined by linear unmixing where a cloud is thin (:func:`unmix_parts`, what the
-    untrained ``unmix_blend`` generator gives), ``"model"`` a trained unguided generator
-    (:class:`FillResidualGenerator`, ``fallback_model`` = its hyperparameters; frozen, its weights in
-    this network's, fixed band count), so a guide that sees little (radar) starts from the best unguided output. The U-Net adds a residual to the prior in the
+    untrained ``unmix_blend`` generator gives). The U-Net adds a residual to the prior in the
     masked pixels only (clear pixels are returned as given); its last layer starts at zero, so an
     untrained model is exactly the colour-matched copy of the nearest clear date.
     """
 
     def __init__(self, radar: int = 0, depth: int = 5, base: int = 32, max_channels: int = 256,
                  norm: str = "instance", dropout: float = 0.5, dropout_blocks: int = 3, upsample: str = "resize",
-                 fill_iterations: int = 24, fallback: str = "smooth", unlog_clip: float = 2.0,
-                 fallback_model: dict | None = None):
+                 fill_iterations: int = 24, fallback: str = "smooth", unlog_clip: float = 2.0):
         super().__init__()
-        if fallback not in ("smooth", "unmix", "model"):
-            raise ValueError(f"unknown fallback '{fallback}' (smooth, unmix or model)")
-        if (fallback == "model") != (fallback_model is not None):
-            raise ValueError("fallback 'model' needs fallback_model (the unguided generator's hyperparameters)")
+        if fallback not in ("smooth", "unmix"):
+            raise ValueError(f"unknown fallback '{fallback}' (smooth or unmix)")
         self.radar = int(radar)
         self.fill_iterations = fill_iterations
         self.fallback, self.unlog_clip = fallback, unlog_clip
-        self.fallback_net = None
-        if fallback_model is not None:  # a trained unguided generator, frozen: its weights travel in this file
-            self.fallback_net = FillResidualGenerator(**fallback_model).requires_grad_(False)
         self.core = UNetGenerator(6 + self.radar, 1, depth=depth, base=base, max_channels=max_channels, norm=norm,
                                   dropout=dropout, dropout_blocks=dropout_blocks, upsample=upsample)
         last = [m for m in self.core.final.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
@@ -336,22 +328,12 @@ class GuidedGenerator(nn.Module):
     def prior(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         """The base where valid, a smooth fill of the target elsewhere, the target outside the mask."""
         img, mask, base, valid, _ = self.split(x)
-        if self.fallback_net is not None:
-            with torch.no_grad():
-                filled = self.fallback_net(torch.cat([img, mask], dim=1), prior)
-            return torch.where(valid > 0.5, base, filled) * mask + img * (1.0 - mask)
         filled = smooth_fill(img, 1.0 - mask, self.fill_iterations, prior)
         if self.fallback == "unmix":
             with torch.no_grad():
                 ground, distrust, fl = unmix_parts(img, mask, filled, self.unlog_clip)
                 filled = blend_ground(ground, fl, 1.0 - distrust, self.unlog_clip)
         return torch.where(valid > 0.5, base, filled) * mask + img * (1.0 - mask)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.fallback_net is not None:  # the frozen fallback always runs as at inference (no dropout)
-            self.fallback_net.eval()
-        return self
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None, core=None) -> torch.Tensor:
         """``core``: what runs the U-Net (default ``self.core``; another engine, see :mod:`.backends`)."""

@@ -84,8 +84,6 @@ class TrainConfig:
     generator: str = AUTO                 # auto, pix2pix, unmix_blend, guided (plain = pix2pix)
     scaling: str = AUTO                   # auto, learned, a reflectance preset, per_image (see resolve_choices)
     residual_scale: float = 0.0           # unmix_blend: bound of a free residual added to the blend (0 = none)
-    fallback_model: Optional[str] = None  # guided: an unguided unmix_blend model file, the start where no guide
-    #                                       date is clear (radar only); frozen, its weights copied into the model
     synthetic: dict = field(default_factory=dict)
     max_unclear_fraction: float = 0.25
     augment: bool = True

@@ -15,21 +15,20 @@ every step, so a resumed run draws the same crops and clouds as an uninterrupted
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
+from ..errors import Cancelled
 from ..normalization import FixedScaling
 from ..runtime import CancelCheck, Progress, check_cancelled, report
 from . import checkpoints, guided
-from .config import DEFAULT_NORMALIZATION, GUIDED, LEARNED, TASK, TrainConfig, TrainResult, resolve_choices
+from .config import DEFAULT_NORMALIZATION, LEARNED, TASK, TrainConfig, TrainResult, resolve_choices
 from .crops import CropSampler
 from .domain import input_range
-from .generators import DISCRIMINATOR, FILL_ARCHITECTURE, PRIOR_STARTS, build, discriminator_hyperparameters, generator_spec
+from .generators import DISCRIMINATOR, PRIOR_STARTS, build, discriminator_hyperparameters, generator_spec
 from .scaling import to_display
 from .sources import as_training_source, hold_out_pairs, learn_fixed_scaling
 from .validation import pair_figures, validation_metrics, validation_score, validations_since_best
@@ -136,13 +135,8 @@ class TrainingRun:
         c, s, choices = self.config, self.sampler, self.choices
         self.arch, self.hp = generator_spec(choices.generator, s.in_channels, self.bands, self.size, c.norm,
                                             c.dropout, choices.upsample, c.residual_scale)
-        fallback = self._fallback_model() if c.fallback_model else None
-        if fallback is not None:
-            self.hp = {**self.hp, "fallback": "model", "fallback_model": fallback[1].hyperparameters}
         torch.manual_seed(c.seed)
         self.G = build(self.arch, self.hp, choices.paper_init).to(self.device)
-        if fallback is not None:
-            self.G.fallback_net.load_state_dict(fallback[0].state_dict(), strict=True)
         # the untrained generator is a candidate of keep-best when it is a model in its own right
         self.first_candidate = 0 if choices.generator in PRIOR_STARTS else 1
         self.d_hp = discriminator_hyperparameters(s.in_channels, self.bands, c.disc_base or self.size["base"],
@@ -151,27 +145,6 @@ class TrainingRun:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
         self.criterion = nn.BCEWithLogitsLoss() if c.gan_mode == "vanilla" else nn.MSELoss()
-
-    def _fallback_model(self) -> tuple:
-        """``(network, metadata)`` of ``fallback_model``, checked: an unguided mask-guided generator of the
-        run's band count, on the run's per-image scaling, for a guided run."""
-        from ..weights import load_model
-
-        c = self.config
-        if self.choices.generator != GUIDED:
-            raise InputError("A fallback model is for guided training (with guides); this run has none.")
-        net, meta = load_model(c.fallback_model, task=TASK)
-        hp = meta.hyperparameters
-        if meta.architecture != FILL_ARCHITECTURE or hp.get("extra_channels") != 1:
-            raise InputError(f"The fallback model {c.fallback_model} is not an unguided mask-guided generator "
-                             "(unmix_blend, bands + the mask).")
-        if hp.get("bands") != self.bands or self.scaling is not None or \
-                meta.normalization.get("scheme") != DEFAULT_NORMALIZATION["scheme"]:
-            raise InputError(f"The fallback model {c.fallback_model} takes {hp.get('bands')} bands on "
-                             f"'{meta.normalization.get('scheme')}' scaling; this run has {self.bands} bands on "
-                             f"{'per-image' if self.scaling is None else 'fixed'} scaling.")
-        self.log(f"Fallback where no guide date is clear: {os.path.basename(c.fallback_model)} (frozen).")
-        return net, meta
 
     def gan_loss(self, pred, real: bool):
         import torch
@@ -437,10 +410,8 @@ class TrainingRun:
         first = self.sampler.sources[0]
         if first.guides is None:
             return {}
-        fallback = self.config.fallback_model
         return {"guide_kinds": {"optical": first.guides.base is not None, "radar": first.guides.radar_bands},
-                "any_band_count": not fallback,  # a fallback generator has its own band count
-                **({"fallback_model": os.path.basename(fallback)} if fallback else {})}
+                "any_band_count": True}
 
     def finish(self, out_model_path: str) -> TrainResult:
         """Keep the best generator, make the report samples and write the model file."""

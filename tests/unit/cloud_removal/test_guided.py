@@ -197,39 +197,3 @@ def test_an_overcast_target_is_scaled_by_its_guides_not_by_its_clouds(stack, tmp
     fallen = image_statistics(cloudy, [1, 2, 3, 4], mask=raster_info(everything), mask_values=(1,), fallback=guide)
     assert fallen == image_statistics(guide, [1, 2, 3, 4])
     assert image_statistics(cloudy, [1, 2, 3, 4], mask=raster_info(everything), mask_values=(1,)) != fallen
-
-
-def test_radar_guided_model_can_start_from_a_trained_unguided_model(shared_data, tmp_path):
-    """fallback_model: where no optical guide is clear (radar only) the guided model starts from the
-    shipped unguided generator (frozen, its weights in the file) instead of the untrained fill; with its
-    residual at zero, the guided model's output is that generator's."""
-    import torch
-
-    from cloudfree.models.weights import load_model, shipped_model
-
-    b = shared_data / "s1_s2_pairs"
-    source = cr.TrainingSource(clear=str(b / "ben0_s2_bgrn.tif"), name="ben0",
-                               guides=[Guide(str(b / "ben0_s1_vvvh.tif"), kind="radar", name="ben0_s1")])
-    shipped = shipped_model("cloud_removal_small.safetensors")
-    cfg = cr.TrainConfig(sources=[source], steps=2, fallback_model=shipped, **{**TINY, "tile": 64})
-    result = cr.train_cloud_removal(cfg, str(tmp_path / "radar_fb.safetensors"))
-    net, meta = load_model(result.model_path, task="cloud_removal")
-    assert meta.training["fallback_model"] == "cloud_removal_small.safetensors"
-    assert meta.training["any_band_count"] is False and meta.hyperparameters["fallback"] == "model"
-    unguided, _ = load_model(shipped, task="cloud_removal")
-    for k, v in unguided.state_dict().items():                  # the fallback's weights travel in the file
-        assert torch.equal(net.fallback_net.state_dict()[k], v)
-    last = [m for m in net.core.final.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    torch.nn.init.zeros_(last.weight)
-    torch.nn.init.zeros_(last.bias)
-    g = torch.Generator().manual_seed(0)
-    img = torch.rand(1, 4, 64, 64, generator=g)
-    mask = (torch.rand(1, 1, 64, 64, generator=g) > 0.6).float()
-    x = torch.cat([img, mask, torch.zeros(1, 5, 64, 64), torch.rand(1, 2, 64, 64, generator=g)], 1)
-    with torch.no_grad():
-        expected = unguided(torch.cat([img, mask], 1)) * mask + img * (1 - mask)
-        assert torch.allclose(net(x), expected, atol=1e-6)
-    three = cr.TrainingSource(clear=str(b / "ben0_s2_bgrn.tif"), name="ben0", bands=[1, 2, 3], guides=source.guides)
-    with pytest.raises(InputError, match="fallback model .* takes 4 bands"):  # refused by band count, by name
-        cr.train_cloud_removal(cr.TrainConfig(sources=[three], steps=1, fallback_model=shipped, **{**TINY, "tile": 64}),
-                               str(tmp_path / "three_bands.safetensors"))
