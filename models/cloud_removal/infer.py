@@ -349,9 +349,27 @@ class GeneratorTiles:
         return np.concatenate(parts, axis=1), pos
 
     def __call__(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        check_cancelled(self.cancelled)
+        needed = self.tiles_to_generate(batch)
+        if needed.all():
+            return self.generate(batch, valid)
+        out = np.array(batch[:, :self.nb], dtype=np.float32)  # written over by the input: see tiles_to_generate
+        if needed.any():
+            out[needed] = self.generate(batch[needed], valid[needed])
+        return out
+
+    def tiles_to_generate(self, batch: np.ndarray) -> np.ndarray:
+        """Per tile, whether the network must run. With a mask, every output pixel outside it is the input
+        (feathering weighs the generated value 0 there), and a masked pixel takes values only from tiles that
+        contain it: a tile without a masked pixel changes nothing, so it is skipped (the output is exactly
+        the same; most tiles of a partly cloudy scene are clear)."""
+        if self.inputs.mask is None:
+            return np.ones(len(batch), dtype=bool)
+        return np.isin(batch[:, self.nb], self.inputs.mask_values).any(axis=(1, 2))
+
+    def generate(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
         import torch
 
-        check_cancelled(self.cancelled)
         dev, nb = self.model.device, self.nb
         x, pos = self.network_input(batch, valid)
         x = torch.from_numpy(x).to(dev)

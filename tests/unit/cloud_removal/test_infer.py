@@ -106,3 +106,39 @@ def test_remove_clouds_opens_its_input_and_mask_once(trained, shared_data, tmp_p
                      options=cr.RemovalOptions(tile=64, overlap=16, device="cpu"))
     assert 1 <= opened.count(src.path) <= 2
     assert 1 <= opened.count(mask.path) <= 2
+
+
+def test_tiles_without_a_masked_pixel_are_skipped_and_the_output_is_the_same(shared_data, tmp_path, monkeypatch):
+    """The shipped model over a real scene whose mask covers one corner: the network runs only on the tiles
+    that hold a masked pixel, and the output equals, bit for bit, a run that generates every tile."""
+    from cloudfree.models.cloud_removal.infer import GeneratorTiles
+    from cloudfree.models.weights import shipped_model
+
+    p = shared_data / "s2_cloud_pair"
+    src = raster_info(str(p / "cloudy.tif"))
+    m = gdal.Open(str(p / "mask.tif")).ReadAsArray()
+    corner = np.zeros_like(m)
+    corner[:80, :80] = np.where(np.isin(m[:80, :80], [1, 2]), 1, 0)
+    corner[10:20, 10:20] = 1
+    write_array(str(tmp_path / "corner.tif"), corner[None], like=src, dtype=np.uint8)
+    mask = raster_info(str(tmp_path / "corner.tif"))
+    options = cr.RemovalOptions(tile=64, overlap=16, device="cpu", backend="torch")
+    model = shipped_model("cloud_removal_small.safetensors")
+    generated = []
+    original = GeneratorTiles.generate
+
+    def counting(self, batch, valid):
+        generated.append(len(batch))
+        return original(self, batch, valid)
+
+    monkeypatch.setattr(GeneratorTiles, "generate", counting)
+    cr.remove_clouds(src, str(tmp_path / "skip.tif"), model, bands="2,3,4,8", mask=mask, mask_values=(1,),
+                     options=options)
+    skipped_run = sum(generated)
+    monkeypatch.setattr(GeneratorTiles, "tiles_to_generate", lambda self, batch: np.ones(len(batch), bool))
+    generated.clear()
+    cr.remove_clouds(src, str(tmp_path / "all.tif"), model, bands="2,3,4,8", mask=mask, mask_values=(1,),
+                     options=options)
+    assert skipped_run < 0.5 * sum(generated)
+    a, b = gdal.Open(str(tmp_path / "skip.tif")).ReadAsArray(), gdal.Open(str(tmp_path / "all.tif")).ReadAsArray()
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
