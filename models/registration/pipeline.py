@@ -99,7 +99,7 @@ def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transfo
     match, refine = match or MatchOptions(), refine or RefineOptions()
     check_arguments(reference, sensed, transform, method, outputs)
     radar = (looks_like_radar(reference), looks_like_radar(sensed))
-    auto, method = method == "auto", choose_method(method, radar)
+    method = choose_method(method, radar)
     net = load_descriptor(match.descriptor_model_path)[0] if method == "sift_cnn" else None
     report(progress, 0.0, "Checking the overlap")
     if overlap_fraction(sensed, reference) <= 0:
@@ -111,29 +111,16 @@ def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transfo
         masks = masks or (None, None)
         sources = (BandSource(reference, bands[0], masks[0], "reference"),
                    BandSource(sensed_work, bands[1], masks[1], "sensed"))
-        def fitted(how: str) -> RegistrationResult:
-            if how == "structure":  # dense, sub-pixel tie points already: no intensity phase correlation
-                found = structure_correspondences(sources, grid_to_sensed, transform, structure or StructureOptions(),
-                                                  radar, match.max_detect_pixels, progress, cancelled)
-                refined = True
-            else:
-                found = match_keypoints(sources, grid_to_sensed, transform, net, match, tps_smoothing, progress,
-                                        cancelled)
-                refined = refine.enabled and refine_correspondences(found, sources, grid_to_sensed, transform,
-                                                                    refine, progress, cancelled)
-            return final_fit(found, refined, grid_to_sensed, reference, transform, how, tps_smoothing, progress)
-
-        try:
-            result = fitted(method)
-        except InputError as exc:
-            if not (auto and method == "sift"):
-                raise
-            # auto on two optical images: other sensors or seasons can defeat SIFT but not image structure
-            log.warning("SIFT registered nothing (%s); trying image structure", exc)
-            try:
-                result = fitted("structure")
-            except InputError as again:
-                raise InputError(f"{exc} Image structure did not register them either: {again}") from None
+        if method == "structure":  # dense, sub-pixel tie points already: no intensity phase correlation
+            found = structure_correspondences(sources, grid_to_sensed, transform, structure or StructureOptions(),
+                                              radar, match.max_detect_pixels, progress, cancelled)
+            refined = True
+        else:
+            found = match_keypoints(sources, grid_to_sensed, transform, net, match, tps_smoothing, progress,
+                                    cancelled)
+            refined = refine.enabled and refine_correspondences(found, sources, grid_to_sensed, transform, refine,
+                                                                progress, cancelled)
+        result = final_fit(found, refined, grid_to_sensed, reference, transform, method, tps_smoothing, progress)
         if check_points is not None:
             result.rms_check, result.n_check = check_point_rms(result, reference, sensed_work, check_points)
         check_cancelled(cancelled)
@@ -254,8 +241,7 @@ def _require_inliers(inliers: np.ndarray) -> None:
 
 def choose_method(method: str, radar: tuple) -> str:
     """``auto`` -> ``structure`` when either image is radar (SIFT keypoints do not repeat between
-    radar and optical), else ``sift`` (the CNN half adds no accuracy on optical pairs, README), which
-    :func:`register` follows with ``structure`` when SIFT finds no consistent transform."""
+    radar and optical), else ``sift`` (the CNN half adds no accuracy on optical pairs, README)."""
     if method != "auto":
         return method
     return "structure" if any(radar) else "sift"

@@ -139,34 +139,3 @@ def test_check_points_give_the_rms_of_the_mappings_error(radar_pair, tmp_path):
     result = reg.register(ref, sen, None, transform="similarity", method="sift", check_points=moved)
     assert result.rms_check == pytest.approx(3.0, abs=0.3)
     assert "check points" in result.summary()
-
-
-def test_auto_turns_to_image_structure_when_sift_registers_nothing(radar_pair, tmp_path, monkeypatch, caplog):
-    """Two optical layers (no radar): auto starts with SIFT; when SIFT finds no consistent transform (made to
-    fail here), it registers by image structure instead and says so."""
-    import logging
-
-    from cloudfree.models.registration import pipeline
-
-    optical, _ = radar_pair
-    h, w = optical.shape
-    m = _similarity(8.0, 1.05, ((w - 1) / 2, (h - 1) / 2), (1.0, -2.0))
-    sen = cv2.warpAffine(optical, m, (w, h), flags=cv2.INTER_CUBIC, borderValue=0)
-    write_array(str(tmp_path / "ref.tif"), np.clip(optical, 1, 65535).astype(np.uint16)[None], geotransform=GT,
-                nodata=0)
-    write_array(str(tmp_path / "sen.tif"), np.clip(sen, 0, 65535).astype(np.uint16)[None], geotransform=GT,
-                nodata=0)
-
-    def no_match(*args, **kwargs):
-        raise InputError("No consistent transform found (made to fail)")
-
-    monkeypatch.setattr(pipeline, "match_keypoints", no_match)
-    with caplog.at_level(logging.WARNING):
-        result = reg.register(raster_info(str(tmp_path / "ref.tif")), raster_info(str(tmp_path / "sen.tif")), None,
-                              transform="similarity")
-    assert result.method == "structure" and "trying image structure" in caplog.text
-    grid = np.stack(np.meshgrid(np.arange(15, w - 15, 10.0), np.arange(15, h - 15, 10.0)), -1).reshape(-1, 2)
-    assert np.sqrt(np.mean(np.sum((result.to_sensed(grid) - _apply(m, grid)) ** 2, axis=1))) < 1.0
-    with pytest.raises(InputError, match="made to fail"):                # an explicit sift is not second-guessed
-        reg.register(raster_info(str(tmp_path / "ref.tif")), raster_info(str(tmp_path / "sen.tif")), None,
-                     method="sift")
