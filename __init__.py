@@ -9,6 +9,9 @@ __version__ = "0.1.0"
 
 
 def classFactory(iface):  # noqa: N802 (name required by QGIS)
+    from .dependencies import add_target_to_path
+
+    add_target_to_path()  # packages the dependencies dialog installed, before anything imports torch
     from .plugin import CloudFreePlugin
 
     return CloudFreePlugin(iface)

@@ -25,9 +25,11 @@ class CloudFreePlugin:
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
+        from .ui.dependencies_dialog import dependencies_action
         from .ui.menu import build_actions
 
         self.actions = build_actions(self.iface, self.iface.mainWindow())
+        self.actions.append(dependencies_action(self.iface.mainWindow()))
         for action in self.actions:
             self.iface.addPluginToRasterMenu(MENU, action)
 

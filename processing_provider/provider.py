@@ -8,6 +8,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .autocluster import AutoclusterAlgorithm
+from .check_dependencies import CheckDependenciesAlgorithm
 from .compare_rasters import CompareRastersAlgorithm
 from .detect_clouds import DetectCloudsAlgorithm
 from .fuse_dates import FuseDatesAlgorithm
@@ -22,7 +23,8 @@ from .train_segmentation import TrainSegmentationAlgorithm
 
 ALGORITHMS = (SimulateCloudsAlgorithm, CompareRastersAlgorithm, RemoveCloudsAlgorithm, TrainCloudRemovalAlgorithm,
               RegisterAlgorithm, FuseDatesAlgorithm, TrainFusionAlgorithm, DetectCloudsAlgorithm,
-              TrainSegmentationAlgorithm, SegmentAlgorithm, RegionsAlgorithm, AutoclusterAlgorithm)
+              TrainSegmentationAlgorithm, SegmentAlgorithm, RegionsAlgorithm, AutoclusterAlgorithm,
+              CheckDependenciesAlgorithm)
 
 
 class CloudFreeProvider(QgsProcessingProvider):

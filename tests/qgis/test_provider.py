@@ -40,7 +40,7 @@ def test_plugin_lifecycle_registers_and_removes_everything(qgis_iface, provider,
         plugin.initProcessing()
         plugin.initGui()  # calls initProcessing again: must not register twice
         assert registry.providerById("cloudfree") is not None
-        assert {a.objectName() for a in menu} == EXPECTED
+        assert {a.objectName() for a in menu} == EXPECTED | {"cloudfree:dependencies"}
         plugin.unload()
         assert registry.providerById("cloudfree") is None
         assert menu == []
