@@ -33,6 +33,20 @@ def run_alg(provider):
 
 
 @pytest.fixture()
+def run_logged(provider):
+    """``run_logged(algorithm_id, params)``: processing.run with a feedback whose log the test reads,
+    returning ``(results, log text)``."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    def run(algorithm_id, params):
+        feedback = QgsProcessingFeedback()
+        return processing.run(algorithm_id, params, feedback=feedback), feedback.textLog()
+
+    return run
+
+
+@pytest.fixture()
 def reregister():
     """For tests that remove the provider (QGIS deletes it): put a fresh one back."""
     return ensure_provider

@@ -13,15 +13,6 @@ ALGORITHMS = ("removeclouds", "fusedates", "detectclouds", "segment")
 NDVI = ["20160506T100527", "20160516T100647", "20160526T100611", "20160605T100650"]
 
 
-def run_logged(algorithm_id, params):
-    """processing.run with a feedback whose log the test reads: ``(results, log text)``."""
-    import processing
-    from qgis.core import QgsProcessingFeedback
-
-    feedback = QgsProcessingFeedback()
-    return processing.run(algorithm_id, params, feedback=feedback), feedback.textLog()
-
-
 def read(path):
     return gdal.Open(str(path)).ReadAsArray()
 
@@ -34,7 +25,7 @@ def test_backend_is_an_advanced_choice_defaulting_to_auto(provider, name):
     assert parameter.flags() & QgsProcessingParameterDefinition.FlagAdvanced
 
 
-def test_removeclouds_gives_the_same_output_with_both_engines_and_logs_which(provider, shared_data, tmp_path):
+def test_removeclouds_gives_the_same_output_with_both_engines_and_logs_which(run_logged, shared_data, tmp_path):
     scene = shared_data / "s2_cloudy_scene"
     src, mask = tmp_path / "scene.tif", tmp_path / "mask.tif"
     gdal.Translate(str(src), str(scene / "scene.tif"), bandList=[1, 2, 3, 4], srcWin=[0, 0, 200, 180])
@@ -49,7 +40,7 @@ def test_removeclouds_gives_the_same_output_with_both_engines_and_logs_which(pro
     np.testing.assert_allclose(outputs["onnxruntime"], outputs["torch"], rtol=0, atol=1e-4)
 
 
-def test_fusedates_quality_network_on_onnx_runtime(provider, shared_data, tmp_path):
+def test_fusedates_quality_network_on_onnx_runtime(run_logged, shared_data, tmp_path):
     folder = shared_data / "s2_ndvi_timeseries"
     dates = [str(folder / "ndvi" / f"ndvi_{t}.tif") for t in NDVI]
     weights = {}
@@ -62,7 +53,7 @@ def test_fusedates_quality_network_on_onnx_runtime(provider, shared_data, tmp_pa
     np.testing.assert_allclose(weights["onnxruntime"], weights["torch"], atol=1e-4)
 
 
-def test_segment_with_either_engine_gives_the_same_probabilities(provider, shared_data, tmp_path):
+def test_segment_with_either_engine_gives_the_same_probabilities(run_logged, shared_data, tmp_path):
     ndvi = str(shared_data / "s2_ndvi_timeseries" / "ndvi" / f"ndvi_{NDVI[0]}.tif")
     probabilities = {}
     for choice, engine in ((1, "torch"), (2, "onnxruntime")):
@@ -75,7 +66,7 @@ def test_segment_with_either_engine_gives_the_same_probabilities(provider, share
     np.testing.assert_allclose(probabilities["onnxruntime"], probabilities["torch"], atol=1e-4)
 
 
-def test_detectclouds_runs_a_trained_model_on_the_chosen_engine(provider, shared_data, tmp_path):
+def test_detectclouds_runs_a_trained_model_on_the_chosen_engine(run_logged, shared_data, tmp_path):
     """An untrained 4-band cloud model (classes clear and cloud) on the real Landsat 8 patch with cloud labels."""
     import torch
 

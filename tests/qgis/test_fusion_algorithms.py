@@ -120,19 +120,10 @@ def test_trainfusion_from_label_polygons(run_alg, tmp_path, shared_data):
     assert weights.read_metadata(result["OUTPUT_MODEL"]).training["mode"] == "weak"
 
 
-def _run_logged(algorithm_id, params):
-    """processing.run with a feedback whose log the test reads: ``(results, log text)``."""
-    import processing
-    from qgis.core import QgsProcessingFeedback
-
-    feedback = QgsProcessingFeedback()
-    return processing.run(algorithm_id, params, feedback=feedback), feedback.textLog()
-
-
-def test_trainfusion_logs_the_held_out_validation_figures(provider, tmp_path, shared_data):
+def test_trainfusion_logs_the_held_out_validation_figures(run_logged, tmp_path, shared_data):
     # before: the log ended with 'validation: ' and nothing after it (it read a key the result never has)
     dates, masks, _ = _series_all(shared_data, 4)
-    result, log = _run_logged("cloudfree:trainfusion", {
+    result, log = run_logged("cloudfree:trainfusion", {
         "INPUTS": dates, "MASKS": masks, "TILE_SIZE": 32, "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "DEVICE": 1,
         "OUTPUT_MODEL": str(tmp_path / "m.safetensors")})
     from cloudfree.models import weights
@@ -143,7 +134,7 @@ def test_trainfusion_logs_the_held_out_validation_figures(provider, tmp_path, sh
         assert f"{key} {value:.4g}" in log, log
 
 
-def test_trainfusion_with_labels_and_masks_when_no_date_is_entirely_clear(provider, tmp_path, shared_data):
+def test_trainfusion_with_labels_and_masks_when_no_date_is_entirely_clear(run_logged, tmp_path, shared_data):
     # six real dates of spring 2016, every one with some cloud in its mask; before: 'Self-supervised
     # training needs at least one clear date that is not held out', contrary to the help
     d = shared_data / "s2_ndvi_timeseries"
@@ -152,7 +143,7 @@ def test_trainfusion_with_labels_and_masks_when_no_date_is_entirely_clear(provid
     dates = [str(d / "ndvi" / f"ndvi_{t}.tif") for t in stamps]
     masks = [str(d / "cloud_mask" / f"clm_{t}.tif") for t in stamps]
     assert all((gdal.Open(m).ReadAsArray() == 1).any() for m in masks)
-    result, log = _run_logged("cloudfree:trainfusion", {
+    result, log = run_logged("cloudfree:trainfusion", {
         "INPUTS": dates, "MASKS": masks, "LABELS": str(d / "landcover.tif"), "TILE_SIZE": 32, "EPOCHS": 1,
         "STEPS_PER_EPOCH": 2, "DEVICE": 1, "OUTPUT_MODEL": str(tmp_path / "m.safetensors"),
         "OUTPUT_REPORT": str(tmp_path / "report.html")})

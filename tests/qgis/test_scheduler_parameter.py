@@ -18,15 +18,6 @@ ALGORITHMS = ("removeclouds", "fusedates", "detectclouds", "segment")
 NDVI = ["20160506T100527", "20160516T100647", "20160526T100611", "20160605T100650"]
 
 
-def run_logged(algorithm_id, params):
-    """processing.run with a feedback whose log the test reads: ``(results, log text)``."""
-    import processing
-    from qgis.core import QgsProcessingFeedback
-
-    feedback = QgsProcessingFeedback()
-    return processing.run(algorithm_id, params, feedback=feedback), feedback.textLog()
-
-
 def read(path):
     return gdal.Open(str(path)).ReadAsArray()
 
@@ -40,7 +31,7 @@ def test_scheduler_is_an_advanced_string_defaulting_to_here(provider, name):
     assert "local:N" in alg.shortHelpString()
 
 
-def test_removeclouds_on_two_local_workers_equals_the_run_here(provider, shared_data, tmp_path):
+def test_removeclouds_on_two_local_workers_equals_the_run_here(run_logged, shared_data, tmp_path):
     pair = shared_data / "s2_cloud_pair"
     src = tmp_path / "cloudy_bgrn.tif"
     gdal.Translate(str(src), str(pair / "cloudy.tif"), bandList=[2, 3, 4, 8])
@@ -53,7 +44,7 @@ def test_removeclouds_on_two_local_workers_equals_the_run_here(provider, shared_
     np.testing.assert_allclose(read(there["OUTPUT"]), read(here["OUTPUT"]), rtol=1e-5, atol=1e-5)
 
 
-def test_fusedates_on_two_local_workers_equals_the_run_here(provider, shared_data, tmp_path):
+def test_fusedates_on_two_local_workers_equals_the_run_here(run_logged, shared_data, tmp_path):
     d = shared_data / "s2_ndvi_timeseries"
     params = {"INPUTS": [str(d / "ndvi" / f"ndvi_{t}.tif") for t in NDVI],
               "MASKS": [str(d / "cloud_mask" / f"clm_{t}.tif") for t in NDVI], "DEVICE": 1}
