@@ -177,9 +177,14 @@ def _accumulate(acc: np.ndarray, out: np.ndarray, x: int, width: int, weight: np
         acc[:, mid, a:b] = out[:, mid, a - x:b - x]
 
 
-def _checked_output(result, shape: tuple) -> np.ndarray:
-    """The function's output as an array, refused when it is not ``(batch, out_bands, tile, tile)``."""
-    result = np.asarray(result)
+def _run_batch(fn: TileFunction, strip: np.ndarray, strip_valid: np.ndarray, xs, x0: int, T: int,
+               out_bands: int) -> np.ndarray:
+    """``fn`` over the tiles of a row of tiles (``strip``, whose first column is raster column ``x0``) that
+    start at columns ``xs``; its output as an array, refused when it is not ``(len(xs), out_bands, T, T)``."""
+    batch = np.stack([strip[:, :, x - x0:x - x0 + T] for x in xs])
+    vbatch = np.stack([strip_valid[:, x - x0:x - x0 + T] for x in xs])
+    result = np.asarray(fn(batch, vbatch))
+    shape = (len(xs), out_bands, T, T)
     if result.shape != shape:
         raise ModelFileError(f"The network returned tiles of shape {result.shape} where {shape} was expected: "
                              "the model does not fit this input or tile size.")
@@ -288,9 +293,7 @@ class _TiledRun:
         T, x_first = self.T, self.xs[0]
         for bx in _balanced(self.xs, self.batch_size):
             check_cancelled(cancelled)
-            batch = np.stack([strip[:, :, x - x_first:x - x_first + T] for x in bx])
-            vbatch = np.stack([strip_valid[:, x - x_first:x - x_first + T] for x in bx])
-            result = _checked_output(self.fn(batch, vbatch), (len(bx), self.out_bands, T, T))
+            result = _run_batch(self.fn, strip, strip_valid, bx, x_first, T, self.out_bands)
             for x, out in zip(bx, result):
                 _accumulate(self.acc, out, x, self.W, self.weight, self.overlap)
             self.done_tiles += len(bx)
@@ -433,11 +436,8 @@ class _BatchJob:
 
     def __call__(self, item: tuple) -> tuple:
         y, xs = item
-        T = self.T
-        strip, valid = self.read(y, xs[0], xs[-1] + T)
-        batch = np.stack([strip[:, :, x - xs[0]:x - xs[0] + T] for x in xs])
-        vbatch = np.stack([valid[:, x - xs[0]:x - xs[0] + T] for x in xs])
-        return _checked_output(self.fn(batch, vbatch), (len(xs), self.out_bands, T, T)), valid
+        strip, valid = self.read(y, xs[0], xs[-1] + self.T)
+        return _run_batch(self.fn, strip, valid, xs, xs[0], self.T, self.out_bands), valid
 
 
 def memory_files(paths) -> dict:
