@@ -83,8 +83,9 @@ def prepare(network, device=None, backend: str = "auto", tile: int = 64, batch: 
     """The :class:`Runner` of ``network`` (a loaded module in eval mode) on ``device`` for ``backend``.
 
     ``tile``: the height and width of the tiles the run will give it (the probe's size; for a
-    network with a dense layer, its fixed input size); ``batch``: how many tiles its learned part
-    will see per call (what ``auto`` times: engines rank differently on small and large batches).
+    network with a dense layer, its fixed input size); ``batch``: how many tiles the network is
+    called with, as the engine calls it (what ``auto`` times: engines rank differently on small and
+    large batches).
     ``cache``: the folder of exported files (default :func:`.onnx_export.cache_folder`).
     """
     import torch

@@ -399,8 +399,7 @@ def run_generator(model: RemovalModel, inputs: CloudyInput, maps: ValueMaps,
     if prior is not None:
         extra.append((prior, list(range(1, nb + 1))))
     descriptions = [src.descriptions[b - 1] if b - 1 < len(src.descriptions) else "" for b in bands]
-    per_call = options.batch_size * (nb if model.is_guided else 1)  # a guided U-Net sees each band as a tile
-    runner = prepare(model.network, model.device, options.backend, tile=tile, batch=per_call)
+    runner = prepare(model.network, model.device, options.backend, tile=tile, batch=options.batch_size)
     report(progress, 0.0, f"Inference: {runner.detail}")
     run_tiled(GeneratorTiles(model, inputs, maps, prior is not None, cancelled, runner), src, out_path,
               bands=bands, extra=extra, out_bands=nb, out_dtype=src.dtype, tile=tile, overlap=options.overlap,
