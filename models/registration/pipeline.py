@@ -278,10 +278,9 @@ def structure_correspondences(sources: tuple, grid_to_sensed: np.ndarray, transf
         stages["structure_windows"] = int(len(rp))
     to_ref = frame.to_reference
     pa, pb = apply_homography(to_ref, rp), apply_homography(to_ref, sp)
-    found = Correspondences(pa, pb, inl, cost, None, frame.factor, (len(rp), len(rp)),
-                            {**stages, "rematch_inliers": int(inl.sum()), "refined_windows": int(len(rp))})
-    found.transform, *_ = fit_robust(pa, pb, fit_kind, floor=0.5 * frame.factor)
-    return found
+    transform_ref, *_ = fit_robust(pa, pb, fit_kind, floor=0.5 * frame.factor)  # in reference pixels
+    return Correspondences(pa, pb, inl, cost, transform_ref, frame.factor, (len(rp), len(rp)),
+                           {**stages, "rematch_inliers": int(inl.sum()), "refined_windows": int(len(rp))})
 
 
 def check_point_rms(result: RegistrationResult, reference: RasterInfo, sensed: RasterInfo,
