@@ -151,6 +151,7 @@ def one_case(tag: str, target: str, bands: list, guides: list, models: dict, fol
     guides = [Guide(g.path, g.kind, tuple(bands) if g.kind != "radar" else g.bands, g.mask, g.mask_values,
                     name=g.name) for g in guides]
     out, opts = {"cover": cover}, cr.RemovalOptions(device="cpu")
+    out["cloudy input (nothing done)"] = score(cloudy, clear, mask)
     painted = inpaint(raster, cloudy, mask, (1,), os.path.join(folder, f"{tag}_inpaint.tif"))
     out["no guide (biharmonic inpainting)"] = score(painted, clear, mask)
     runs = {"no guide (shipped unmix_blend)": (str(SHIPPED), [])} if len(bands) == 4 else {}
