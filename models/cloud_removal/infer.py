@@ -324,7 +324,7 @@ class GeneratorTiles:
         """``(x, pos)``: the bands in network space, the mask channel and auxiliary channels; ``pos`` = first
         unused band."""
         nb, inputs = self.nb, self.inputs
-        x_img = self.maps.image.to_network(batch[:, :nb].astype(np.float64))
+        x_img = self.maps.image.to_network(batch[:, :nb])  # float32 tiles, mapped in float32
         x_img[np.broadcast_to(~valid[:, None], x_img.shape)] = 0.0
         parts = [x_img]
         pos = nb
@@ -336,7 +336,7 @@ class GeneratorTiles:
         if self.model.uses_mask:
             parts.append((m | ~valid)[:, None].astype(np.float32))
         for (_, ab), aux_map in zip(inputs.aux, self.maps.aux):
-            parts.append(aux_map.to_network(batch[:, pos:pos + len(ab)].astype(np.float64)))
+            parts.append(aux_map.to_network(batch[:, pos:pos + len(ab)]))
             pos += len(ab)
         if inputs.prepared is not None:
             base = radar = None
