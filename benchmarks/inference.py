@@ -224,7 +224,7 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
             os.remove(os.path.join(tmp, f"out{r}.tif"))
         # the same runner on the same number of tiles in memory (a sample of the raster's tiles, cycled)
         network, _ = weights.load_model(model_path)
-        runner = backends.prepare(network, "cpu", backend, tile=tile, batch=batch, cache=os.path.join(tmp, "onnx"))
+        runner = backends.prepare(network, "cpu", backend, tile=tile, batch=batch)  # the engine the runs used (auto: remembered)
         batches = sample_batches(big, msk, tile, batch)
 
         def all_tiles():

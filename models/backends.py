@@ -6,7 +6,8 @@ network's device), so the tiler and every algorithm use it without knowing which
 The choice (``backend``):
 
 - ``auto`` (the default): the faster of ONNX Runtime and torch, timed on a batch of the run's tile
-  and batch size (at most :data:`TIMED_PIXELS`), when ONNX Runtime and ``onnx`` are installed and
+  and batch size (at most :data:`TIMED_PIXELS`) the first time and remembered for later runs in the
+  same situation (:mod:`.backend_choice`), when ONNX Runtime and ``onnx`` are installed and
   the ONNX copy of the network verifies; torch otherwise. Neither engine wins everywhere
   (benchmarks/inference.py: ONNX Runtime on the transposed-convolution generator and the fusion
   net, torch's inference form on the guided generators' narrow U-Nets), so the choice is measured
@@ -36,7 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import backend_choice
 from .errors import DependencyError, InputError
+from .onnx_export import cache_folder
 from .runtime import install_hint, log, missing_packages
 
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -111,6 +114,11 @@ def choose(network, device, backend: str, tile: int, batch: int, cache: str | No
     providers = ort_providers(device)
     if device.type == "cuda" and providers[0] != "CUDAExecutionProvider" and backend == "auto":
         return torch_runner(network, "this onnxruntime has no CUDA provider (onnxruntime-gpu)")
+    folder = cache or cache_folder()
+    key = backend_choice.situation_key(network, learned_part(network), device, tile, batch)
+    record = backend_choice.remembered(folder, key) if backend == "auto" else None
+    if record is not None and record["backend"] == "torch":
+        return torch_runner(network, backend_choice.describe(record))
     probe = probe_batch(learned_part(network), PROBE_BATCH, tile, device)
     try:
         onnx = onnx_runner(network, device, providers, probe, cache)
@@ -120,8 +128,13 @@ def choose(network, device, backend: str, tile: int, batch: int, cache: str | No
         return torch_runner(network, f"ONNX Runtime refused it: {type(exc).__name__}: {str(exc)[:200]}")
     if backend == "onnxruntime":
         return onnx
+    if record is not None:  # remembered as the faster, and verified again above
+        onnx.detail = f"{onnx.detail[:-1]}; {backend_choice.describe(record)})"
+        return onnx
     timed = whole_input(network, max(1, min(batch, TIMED_PIXELS // (tile * tile))), tile, device)
-    return faster(onnx, torch_runner(network, "auto"), timed)
+    chosen, speeds = faster(onnx, torch_runner(network, "auto"), timed)
+    backend_choice.remember(folder, key, chosen.backend, speeds)
+    return chosen
 
 
 def probe_batch(part, batch: int, tile: int, device):
@@ -156,16 +169,16 @@ def whole_input(network, batch: int, tile: int, device):
     return x.to(device)
 
 
-def faster(onnx: Runner, fast_torch: Runner, batch) -> Runner:
-    """Whichever runs the network as the engine calls it (for a generator: the prior in torch and the
-    learned part in each engine) on ``batch`` in less time (best of :data:`TIMED_RUNS`); its detail
-    gains both speeds in megapixels per second."""
+def faster(onnx: Runner, fast_torch: Runner, batch) -> tuple:
+    """``(runner, speeds)``: whichever runs the network as the engine calls it (for a generator: the prior in
+    torch and the learned part in each engine) on ``batch`` in less time (best of :data:`TIMED_RUNS`), and
+    each engine's megapixels per second, which the runner's detail gains."""
     mp = batch.shape[0] * batch.shape[-2] * batch.shape[-1] / 1e6
     speed = {r.backend: mp / best_seconds(r.forward, batch) for r in (onnx, fast_torch)}
     chosen, other = (onnx, fast_torch) if speed["onnxruntime"] >= speed["torch"] else (fast_torch, onnx)
     chosen.detail = (f"{chosen.detail[:-1]}; the faster on {batch.shape[0]} tiles: {speed[chosen.backend]:.2f} MP/s, "
                      f"{other.backend} {speed[other.backend]:.2f})")
-    return chosen
+    return chosen, speed
 
 
 def best_seconds(fn: Callable, x) -> float:

@@ -1,6 +1,7 @@
 """The inference backends (models/backends.py, models/onnx_export.py): ONNX Runtime gives torch's outputs on real
 tiles for every shipped network, falls back to torch when it cannot, and its cached export follows the weights."""
 
+import json
 import logging
 import pickle
 from pathlib import Path
@@ -151,6 +152,38 @@ def test_auto_takes_the_engine_measured_faster(faster, tmp_path, monkeypatch):
     network, _ = load_model(shipped_model("fusion_default.safetensors"))
     runner = backends.prepare(network, "cpu", "auto", tile=32, batch=4, cache=str(tmp_path))
     assert runner.backend == faster and "the faster on 4 tiles" in runner.detail
+
+
+@pytest.mark.parametrize("faster", ["torch", "onnxruntime"])
+def test_auto_remembers_its_measurement_for_the_same_situation(faster, tmp_path, monkeypatch):
+    """The first run times both engines; a later run with the same network, tile and batch takes the
+    remembered engine without timing (an ONNX Runtime pick still verified); another tile times again."""
+    slow = "onnxruntime" if faster == "torch" else "torch"
+    if slow == "onnxruntime":
+        monkeypatch.setattr(backends, "ort_forward", lambda s, d, real=backends.ort_forward: four_times(real(s, d)))
+    else:
+        monkeypatch.setattr(networks, "inference_form", lambda m, real=networks.inference_form: four_times(real(m)))
+    network, _ = load_model(shipped_model("fusion_default.safetensors"))
+    first = backends.prepare(network, "cpu", "auto", tile=32, batch=4, cache=str(tmp_path))
+    assert first.backend == faster and "remembered" not in first.detail
+    timings = []
+    real_faster = backends.faster
+    monkeypatch.setattr(backends, "faster", lambda *a: timings.append(1) or real_faster(*a))
+    again = backends.prepare(network, "cpu", "auto", tile=32, batch=4, cache=str(tmp_path))
+    assert again.backend == faster and "remembered" in again.detail and not timings
+    if faster == "onnxruntime":
+        assert "max |difference| to torch" in again.detail  # verified on this run too
+    backends.prepare(network, "cpu", "auto", tile=64, batch=4, cache=str(tmp_path))
+    assert timings == [1]
+
+
+def test_a_damaged_remembered_choice_is_measured_again(tmp_path):
+    network, _ = load_model(shipped_model("fusion_default.safetensors"))
+    backends.prepare(network, "cpu", "auto", tile=32, batch=2, cache=str(tmp_path))
+    (choice,) = tmp_path.glob("choice-*.json")
+    choice.write_text("{not json")
+    runner = backends.prepare(network, "cpu", "auto", tile=32, batch=2, cache=str(tmp_path))
+    assert "the faster on 2 tiles" in runner.detail and json.loads(choice.read_text())["backend"] == runner.backend
 
 
 def test_a_network_the_exporter_cannot_handle_falls_back_to_torch_with_a_log_line(tmp_path, monkeypatch, caplog):
