@@ -213,11 +213,13 @@ def run_tiled(fn: TileFunction, src: RasterInfo, dst_path: str, *, bands: Sequen
     ``src`` is nodata; those input pixels hold ``fill_value``). It returns ``(B, out_bands,
     tile, tile)``. Output pixels where ``src`` is nodata are set to ``out_nodata``.
 
-    ``postprocess(blended, y0, valid)``, if given, receives each finished block of rows as
+    ``postprocess(blended, y0, valid, inputs)``, if given, receives each finished block of rows as
     float64 ``(out_bands, rows, width)`` starting at raster row ``y0`` and returns the
     values to write (used, for example, to keep clear pixels exactly as they were); the
     tiler may round the returned array in place. ``blended`` is a reused buffer: copy what
-    must outlive the call.
+    must outlive the call. ``inputs`` holds the selected ``bands`` of those rows as the tiler
+    read them (float32, nodata replaced by ``fill_value``), or None when the tiles ran on an
+    executor (read them again then).
 
     ``executor`` (:func:`open_executor`; None = here): where the batches of tiles run. On a Dask
     cluster ``fn`` is pickled and shipped to every worker once, and the inputs are read there by path;
@@ -299,8 +301,9 @@ class _TiledRun:
             self.done_tiles += len(bx)
             report(progress, self.done_tiles / self.total_tiles)
 
-    def finish_rows(self, k: int, strip_valid: np.ndarray, writer: RasterWriter, write_pool) -> None:
-        """Rows ``[y, y_next)`` of strip ``k`` receive no more contributions: normalise, post-process, queue them."""
+    def finish_rows(self, k: int, strip, strip_valid: np.ndarray, writer: RasterWriter, write_pool) -> None:
+        """Rows ``[y, y_next)`` of strip ``k`` (its input values, or None) receive no more contributions:
+        normalise, post-process, queue them."""
         y, T, W, x_first = self.ys[k], self.T, self.W, self.xs[0]
         y_next = self.ys[k + 1] if k + 1 < len(self.ys) else y + T
         r0, r1 = max(y, 0), min(y_next, self.src.height)
@@ -310,7 +313,8 @@ class _TiledRun:
             blended = np.divide(self.acc[:, rows], weights, out=self.blend_buf.view(n))
             valid_rows = strip_valid[rows, -x_first:-x_first + W]
             if self.postprocess is not None:
-                blended = self.postprocess(blended, r0, valid_rows)
+                inputs = None if strip is None else strip[:len(self.bands), rows, -x_first:-x_first + W]
+                blended = self.postprocess(blended, r0, valid_rows, inputs)
             if len(self.pending_writes) >= 2:
                 self.pending_writes[-2].result()  # the last block in this buffer is on disk
             block = cast_output(blended, self.out_dtype, out=self.out_bufs[len(self.pending_writes) % 2].view(n))
@@ -335,7 +339,7 @@ class _TiledRun:
                 if k + 1 < len(ys):  # into the other buffer, whose strip is finished
                     next_strip = io_pool.submit(self.read_strip, ys[k + 1], self.strips[(k + 1) % 2].view(T))
                 self.run_strip(strip, strip_valid, progress, cancelled)
-                self.finish_rows(k, strip_valid, writer, write_pool)
+                self.finish_rows(k, strip, strip_valid, writer, write_pool)
             for f in self.pending_writes:  # every block must be on disk before the file is committed
                 f.result()
         finally:
@@ -364,7 +368,7 @@ class _TiledRun:
                     for x, out in zip(bx, result):
                         _accumulate(self.acc, out, x, self.W, self.weight, self.overlap)
                     strip_valid[:, bx[0] - x_first:bx[-1] + T - x_first] = valid
-                self.finish_rows(k, strip_valid, writer, write_pool)
+                self.finish_rows(k, None, strip_valid, writer, write_pool)
             for f in self.pending_writes:
                 f.result()
         finally:

@@ -24,6 +24,10 @@ def feather_weights(masked: np.ndarray, feather: float) -> np.ndarray:
     return np.clip(d / float(feather), 0.0, 1.0)
 
 
+#: stored types whose every value float32 holds exactly (the tiler's input copy is float32)
+EXACT_IN_FLOAT32 = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "float32"))
+
+
 class MaskFeathering:
     """The tiler's post-processing step: blend each finished block of rows into the input inside the mask.
 
@@ -39,17 +43,19 @@ class MaskFeathering:
         self.masked_pixels = 0
         self.valid_pixels = 0
 
-    def __call__(self, blended: np.ndarray, y0: int, valid_rows: np.ndarray) -> np.ndarray:
+    def __call__(self, blended: np.ndarray, y0: int, valid_rows: np.ndarray, inputs: np.ndarray | None = None):
         src = self.src
         rows = blended.shape[1]
         a0, a1 = max(0, y0 - self.margin), min(src.height, y0 + rows + self.margin)
         m = np.isin(read_window(self.mask.dataset(), Window(0, a0, src.width, a1 - a0), [1], dtype=np.float64)[0],
                     self.mask_values)
         alpha = feather_weights(m, self.feather)[y0 - a0:y0 - a0 + rows]
-        orig = read_window(src.dataset(), Window(0, y0, src.width, rows), self.bands, dtype=np.float64)
-        out = orig.copy()
+        if inputs is not None and np.dtype(src.dtype) in EXACT_IN_FLOAT32:
+            out = inputs.astype(np.float64)  # the tiler's copy of these rows holds the very same values
+        else:
+            out = read_window(src.dataset(), Window(0, y0, src.width, rows), self.bands, dtype=np.float64)
         sel = alpha > 0
-        out[:, sel] = alpha[sel] * blended[:, sel] + (1.0 - alpha[sel]) * orig[:, sel]
+        out[:, sel] = alpha[sel] * blended[:, sel] + (1.0 - alpha[sel]) * out[:, sel]  # the right side is a copy
         self.masked_pixels += int((sel & valid_rows).sum())
         self.valid_pixels += int(valid_rows.sum())
         return out

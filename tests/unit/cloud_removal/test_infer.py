@@ -142,3 +142,22 @@ def test_tiles_without_a_masked_pixel_are_skipped_and_the_output_is_the_same(sha
     assert skipped_run < 0.5 * sum(generated)
     a, b = gdal.Open(str(tmp_path / "skip.tif")).ReadAsArray(), gdal.Open(str(tmp_path / "all.tif")).ReadAsArray()
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_feathering_keeps_float64_clear_pixels_exact_though_the_tiler_copy_is_float32(tmp_path):
+    """The tiler hands its float32 copy of the rows to the feathering; for a type float32 cannot hold
+    exactly (float64 here) the rows are read again, so clear pixels still come back bit for bit."""
+    from cloudfree.models.cloud_removal.feathering import MaskFeathering
+
+    rng = np.random.default_rng(1)
+    values = rng.random((2, 8, 10)) * 1e4 + 1e-9
+    mask = np.zeros((1, 8, 10), dtype=np.uint8)
+    mask[0, 2:5, 3:7] = 1
+    gt = dict(geotransform=(0, 1, 0, 0, 0, -1), crs_wkt="")
+    src = raster_info(write_array(str(tmp_path / "f64.tif"), values, **gt))
+    feathering = MaskFeathering(src, [1, 2], raster_info(write_array(str(tmp_path / "m.tif"), mask, **gt)),
+                                np.array([1.0]), 0.0)
+    blended = np.full((2, 8, 10), -1.0)
+    out = feathering(blended, 0, np.ones((8, 10), bool), values.astype(np.float32))
+    clear = mask[0] == 0
+    assert np.array_equal(out[:, clear], values[:, clear]) and (out[:, ~clear] == -1.0).all()
