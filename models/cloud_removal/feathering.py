@@ -47,7 +47,7 @@ class MaskFeathering:
         src = self.src
         rows = blended.shape[1]
         a0, a1 = max(0, y0 - self.margin), min(src.height, y0 + rows + self.margin)
-        m = np.isin(read_window(self.mask.dataset(), Window(0, a0, src.width, a1 - a0), [1], dtype=np.float64)[0],
+        m = np.isin(read_window(self.mask.dataset(), Window(0, a0, src.width, a1 - a0), [1], dtype=None)[0],
                     self.mask_values)
         alpha = feather_weights(m, self.feather)[y0 - a0:y0 - a0 + rows]
         if inputs is not None and np.dtype(src.dtype) in EXACT_IN_FLOAT32:
