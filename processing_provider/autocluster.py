@@ -9,10 +9,10 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .base import CloudFreeAlgorithm
+from .common import band_parameter, band_values
 
 
 class AutoclusterAlgorithm(CloudFreeAlgorithm):
@@ -32,13 +32,15 @@ class AutoclusterAlgorithm(CloudFreeAlgorithm):
     GROUP = "Segmentation"
     REQUIRES = ("numpy", "osgeo", "scipy", "cv2")
     HELP = (
-        "<p>Unsupervised classification that chooses the number of clusters itself. Each band is clustered on "
+        "<p>Unsupervised classification of the <b>input raster</b> that chooses the number of clusters itself. "
+        "Each band is clustered on "
         "its own by k-means on its histogram: a cluster is split in two while its values are not normally "
         "distributed (D'Agostino-Pearson test at the <b>significance</b> level) and both halves keep at least "
         "<b>minimum group size</b> pixels; neighbouring clusters whose values together look normal are merged. "
         "A pixel's class is its combination of per-band clusters; combinations with fewer than the minimum "
         "group size of pixels join the nearest larger one.</p>"
-        "<p><b>Bands</b>: comma-separated (empty = all). Every band multiplies the number of combinations: "
+        "<p><b>Bands</b>: the bands to cluster (empty = all; headless: band numbers such as 1,2,3). Every band "
+        "multiplies the number of combinations: "
         "use few bands (or an index such as NDVI) and a larger group size for few classes. <b>Maximum clusters "
         "per band</b> (advanced) caps each band. Real imagery is rarely a mixture of normal distributions, so "
         "expect a band to reach that cap unless the significance is small.</p>"
@@ -53,8 +55,7 @@ class AutoclusterAlgorithm(CloudFreeAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
-                                                       optional=True))
+        self.addParameter(band_parameter(self.BANDS, "Bands (empty = all)", self.INPUT))
         self.addParameter(QgsProcessingParameterNumber(self.SIGNIFICANCE, "Significance level of the normality test",
                                                        QgsProcessingParameterNumber.Double, 0.001, minValue=1e-12,
                                                        maxValue=0.5))
@@ -80,7 +81,7 @@ class AutoclusterAlgorithm(CloudFreeAlgorithm):
         from ..models.segmentation import AutoclusterOptions, autocluster
 
         src = self.raster_info(parameters, self.INPUT, context)
-        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), src.band_count, src.name)
+        bands = parse_bands(band_values(self, parameters, self.BANDS, context), src.band_count, src.name)
         options = AutoclusterOptions(bands=tuple(bands),
                                      significance=self.parameterAsDouble(parameters, self.SIGNIFICANCE, context),
                                      min_size=self.parameterAsInt(parameters, self.MIN_SIZE, context),

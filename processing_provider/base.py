@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsRasterLayer,
 )
+from qgis.PyQt.QtGui import QIcon
 
 from ..models.errors import CloudFreeError
 from ..models.runtime import install_hint, missing_packages
@@ -28,6 +29,8 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
     DISPLAY_NAME = ""
     GROUP = "Tools"
     HELP = ""
+    #: icons/<ICON>.svg (empty: the group's icon)
+    ICON = ""
     #: import names the algorithm needs besides QGIS (checked before running)
     REQUIRES: tuple = ("numpy", "osgeo")
 
@@ -46,7 +49,11 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         missing = missing_packages(self.REQUIRES)
         warning = f"<p><b>Not ready:</b> {install_hint(missing)}</p>" if missing else ""
-        return warning + self.HELP
+        return warning + self.HELP + self.help_appendix()
+
+    def help_appendix(self) -> str:
+        """Help read when it is shown (e.g. the shipped models' metadata); empty by default."""
+        return ""
 
     def createInstance(self):  # noqa: N802
         return type(self)()
@@ -100,13 +107,17 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
         return dates, masks
 
     def model_file(self, parameters, name: str, context, default: str) -> str:
-        """The model file a parameter names, or the shipped ``default`` (in models/pretrained/)."""
-        from ..models.weights import shipped_model
+        """The model file a parameter names (a path or a shipped model's name), or the shipped ``default``."""
+        from ..models.catalogue import resolve_model
 
-        path = self.parameterAsFile(parameters, name, context) or shipped_model(default)
-        if not os.path.exists(path):
-            raise QgsProcessingException(f"Model file '{path}' does not exist.")
-        return path
+        value = self.parameterAsFile(parameters, name, context)
+        return resolve_model(value if value and value.strip() else default)
+
+    def icon(self) -> QIcon:
+        """The group's icon (icons/<group id>.svg), else the plugin's."""
+        folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(folder, "icons", f"{self.ICON or self.groupId()}.svg")
+        return QIcon(path if os.path.exists(path) else os.path.join(folder, "icon.png"))
 
     def model_output(self, parameters, name: str, context) -> str:
         """Destination of a trained model, with the ``.safetensors`` extension the loaders expect."""

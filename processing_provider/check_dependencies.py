@@ -52,7 +52,10 @@ class CheckDependenciesAlgorithm(CloudFreeAlgorithm):
         "<p><b>Include optional packages</b>: also install scikit-learn, dask and distributed. <b>Torch build</b>: "
         "auto = CUDA when an NVIDIA GPU is present, else CPU. <b>Folder</b>: install somewhere else (add it to "
         "PYTHONPATH yourself).</p>"
-        "<p>Outputs: the packages found (JSON name: version, null when missing), the missing requirements, their "
+        "<p>Outputs: the packages found (<i>INSTALLED</i>, JSON name: version, null when missing), the missing "
+        "requirements (<i>MISSING</i>), their number (<i>MISSING_COUNT</i>), the folder, the pip command and the "
+        "command-line check that installs them (<i>CLI_COMMAND</i>). In words: the packages found, the missing "
+        "requirements, their "
         "number, the folder, the pip command and the equivalent command-line check.</p>"
     )
 

@@ -9,11 +9,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .base import CloudFreeAlgorithm
-from .common import parse_values
+from .common import BAND_ORDER_HELP, band_parameter, band_values, parse_values, values_parameter
 
 METRICS = ("PSNR", "SSIM", "MAE", "RMSE", "SAM")
 
@@ -42,6 +41,8 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         "PSNR (dB), SSIM, MAE, RMSE and the spectral angle SAM (degrees, needs two bands or more).</p>"
         "<p>Only pixels valid in both rasters are compared; with a <b>mask</b> raster, only pixels whose "
         "mask value is in <b>mask values</b> (for example 1 for cloud, or 0 for clear).</p>"
+        "<p><b>Bands</b> of the input (empty = all) are compared with the <b>reference bands</b> (empty = the "
+        "same numbers), pair by pair in the order given. " + BAND_ORDER_HELP + "</p>"
         "<p><b>Data range</b> (for PSNR and SSIM): when set above 0 it is used for every band; when 0, "
         "each band uses the reference's max - min over the compared pixels, and the overall PSNR uses the "
         "largest of those ranges with the MSE pooled over all bands. SSIM uses Wang et al.'s settings "
@@ -52,19 +53,20 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         "accuracy, mIoU (mean IoU over the reference's classes) and the confusion matrix (rows: reference, "
         "columns: input) go to the report; the overall accuracy and mIoU are also outputs, and PSNR ... SAM are "
         "not computed.</p>"
+        "<p>Outputs: PSNR, SSIM, MAE, RMSE and SAM (overall), PER_BAND (the per-band figures as JSON, also given "
+        "as PSNR_B1, SSIM_B1... per band), OVERALL_ACCURACY, MIOU and PER_CLASS (classes), and the <b>report</b> "
+        "file (JSON).</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster to evaluate"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, "Reference raster"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Mask raster", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values to compare (comma-separated)",
-                                                       "1", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands of the input (comma-separated, empty = all)",
-                                                       "", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.REFERENCE_BANDS,
-                                                       "Bands of the reference (empty = same as input)", "",
-                                                       optional=True))
+        self.addParameter(values_parameter(self.MASK_VALUES, "Mask values to compare (comma-separated)", "1",
+                                           self.MASK))
+        self.addParameter(band_parameter(self.BANDS, "Bands of the input (empty = all)", self.INPUT))
+        self.addParameter(band_parameter(self.REFERENCE_BANDS, "Bands of the reference (empty = same as input)",
+                                         self.REFERENCE))
         self.addParameter(QgsProcessingParameterNumber(self.DATA_RANGE, "Data range for PSNR/SSIM (0 = per band from "
                                                        "the reference)", QgsProcessingParameterNumber.Double, 0.0,
                                                        minValue=0.0))
@@ -88,9 +90,9 @@ class CompareRastersAlgorithm(CloudFreeAlgorithm):
         image = self.raster_info(parameters, self.INPUT, context)
         reference = self.raster_info(parameters, self.REFERENCE, context)
         mask = self.raster_info(parameters, self.MASK, context, optional=True)
-        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), image.band_count, image.name)
-        ref_text = self.parameterAsString(parameters, self.REFERENCE_BANDS, context)
-        ref_bands = parse_bands(ref_text, reference.band_count, reference.name, default=bands)
+        bands = parse_bands(band_values(self, parameters, self.BANDS, context), image.band_count, image.name)
+        ref_bands = parse_bands(band_values(self, parameters, self.REFERENCE_BANDS, context), reference.band_count,
+                                reference.name, default=bands)
         mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1", self.MASK_VALUES)
         if self.parameterAsBool(parameters, self.CLASSES, context):
             return self.compare_classes(parameters, context, feedback, (image, reference, mask, bands, ref_bands,

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from qgis.core import (
     QgsProcessingParameterBand,
-    QgsProcessingParameterFile,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
@@ -18,7 +17,8 @@ from qgis.core import (
 
 from ..models.runtime import install_hint, missing_packages
 from .base import CloudFreeAlgorithm
-from .common import backend_parameter, backend_value, device_parameter, device_value, tile_parameter
+from .common import (backend_parameter, backend_value, device_parameter, device_value, model_parameter, model_value,
+                     tile_parameter)
 from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 #: SCALING choices: the engine's presets in this order, then a custom gain and offset
@@ -114,8 +114,7 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
                     QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels",
                                                  QgsProcessingParameterNumber.Integer, 64, minValue=0),
                     device_parameter(self.DEVICE),
-                    QgsProcessingParameterFile(self.MODEL, "Trained segmentation model instead of ukis-csmask",
-                                               extension="safetensors", optional=True),
+                    model_parameter(self.MODEL, "Trained segmentation model instead of ukis-csmask", ("segmentation",)),
                     backend_parameter(self.BACKEND),
                     scheduler_parameter()]
         for parameter in advanced:
@@ -136,7 +135,7 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
                                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                                    overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
                                    device=device_value(self, parameters, context, self.DEVICE),
-                                   model=self.parameterAsFile(parameters, self.MODEL, context) or None,
+                                   model=model_value(self, parameters, self.MODEL, context),
                                    backend=backend_value(self, parameters, context, self.BACKEND))
         if options.model is None and missing_packages(self.DETECTOR_REQUIRES):
             raise QgsProcessingException(install_hint(missing_packages(self.DETECTOR_REQUIRES)))

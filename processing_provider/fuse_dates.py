@@ -5,14 +5,13 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterString,
 )
 
 from .base import CloudFreeAlgorithm
-from .common import backend_parameter, backend_value, device_parameter, device_value, parse_values
+from .common import (BAND_ORDER_HELP, backend_parameter, backend_value, band_parameter, band_values, device_parameter,
+                     device_value, model_parameter, parse_values, shipped_models_help, values_parameter)
 from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 METHODS = (("quality", "Quality network (Rafique et al. 2019)"), ("mean", "Mean"), ("median", "Median"),
@@ -45,14 +44,23 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         "fused pixel is the weighted sum of the dates. Nodata pixels, and pixels flagged by a cloud mask "
         "when masks are given, get weight 0. One model works for any band count (bands are scored one at a "
         "time with shared weights).</p>"
-        "<p>Baselines: <b>mean</b> and <b>median</b> of the usable dates, and <b>best available pixel</b> "
+        "<p><b>Method</b>: the quality network, or one of the baselines. Baselines: <b>mean</b> and <b>median</b> of the usable dates, and <b>best available pixel</b> "
         "(per pixel the date without a mask flag; ties go to the last date in the list).</p>"
         "<p><b>Masks</b>: one cloud mask per date, in the same order; pixels whose value is in <b>mask "
         "values</b> are cloudy. <b>Align</b>: by default all dates must share the first date's grid; "
         "choose warping to resample them onto it.</p>"
         "<p><b>Per-date weight maps</b>: one band per date, the weight of that date at each pixel, to see "
         "where each fused pixel came from.</p>"
+        "<p><b>Bands</b>: the bands to fuse, the same numbers in every date (empty = all); the output keeps "
+        "their order. " + BAND_ORDER_HELP + "</p>"
+        "<p><b>Fusion model</b> (quality network only): empty = the shipped model, else a model from <i>Train "
+        "fusion model</i> or a shipped model's name. <b>Device</b>: auto uses a CUDA GPU when there is one (the "
+        "list says what this machine has); <b>inference engine</b> (advanced): auto, torch or ONNX Runtime.</p>"
+        "<p>Outputs: the <b>fused raster</b> (first date's grid) and, optionally, the weight maps.</p>"
     ) + SCHEDULER_HELP
+
+    def help_appendix(self) -> str:
+        return shipped_models_help(("fusion",), "empty = fusion_default")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUTS, "Dates (rasters, same place)",
@@ -60,13 +68,10 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", [m[1] for m in METHODS], defaultValue=0))
         self.addParameter(QgsProcessingParameterMultipleLayers(self.MASKS, "Cloud masks (one per date, same order)",
                                                                QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds", "1",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Fusion model (empty = shipped model)",
-                                                     extension="safetensors", optional=True))
+        self.addParameter(values_parameter(self.MASK_VALUES, "Mask values that mark clouds", "1", self.MASKS))
+        self.addParameter(model_parameter(self.MODEL, "Fusion model (empty = shipped model)", ("fusion",)))
         self.addParameter(QgsProcessingParameterEnum(self.ALIGN, "Grids", list(ALIGN_CHOICES), defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
-                                                       optional=True))
+        self.addParameter(band_parameter(self.BANDS, "Bands (empty = all)", self.INPUTS))
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(backend_parameter(self.BACKEND))
         self.addParameter(scheduler_parameter())
@@ -82,7 +87,7 @@ class FuseDatesAlgorithm(CloudFreeAlgorithm):
         inputs, masks = self.dates_and_masks(parameters, context, "Fusion", self.INPUTS, self.MASKS)
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
         model = self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL) if method == "quality" else None
-        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), inputs[0].band_count,
+        bands = parse_bands(band_values(self, parameters, self.BANDS, context), inputs[0].band_count,
                             inputs[0].name)
         mask_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1",
                                    self.MASK_VALUES)

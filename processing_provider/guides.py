@@ -9,8 +9,9 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
 )
+
+from .common import values_parameter
 
 RADAR_UNITS = ("auto", "db", "linear")
 
@@ -32,7 +33,8 @@ class GuideParameters:
         "(dates are read from layer names such as <i>S2_20150711</i>); give <b>guide masks</b> (one per "
         "optical guide, in the same order, with <b>guide mask values</b>) so a guide's own clouds are not "
         "copied. A layer in <b>guides</b> whose bands say VV/VH or whose values are in dB is taken as radar; "
-        "<b>radar guides</b> says it explicitly. Radar in linear power is converted to dB; an optional "
+        "<b>radar guides</b> says it explicitly. <b>Radar units</b> (advanced): auto, dB or linear power; linear "
+        "power is converted to dB; an optional "
         "<b>speckle filter</b> (Lee, window in pixels) smooths it. A guided model needs the kinds of guides it "
         "was trained with. With guides and no model, the shipped guided model is used: the one guided by other "
         "dates (any band count), or the radar one when only radar is given. Where no guide date is clear, a "
@@ -43,6 +45,15 @@ class GuideParameters:
         "(no guide, no model, any band count).</p>"
     )
 
+    #: the guide parameters in a training's words
+    TRAINING_GUIDES_HELP = (
+        "<p>Guide parameters: <b>guides</b> (other dates of the same place), their <b>cloud masks of the optical "
+        "guides</b> (<i>GUIDE_MASKS</i>, same order) with the <b>guide mask values</b> that mark clouds and "
+        "shadows, <b>radar guides</b> (Sentinel-1 VV, VH) with their <b>radar units</b> (advanced: auto, dB, "
+        "linear) and <b>speckle</b> filter window (advanced, Lee, 0 = none). Any grid: they are warped onto the "
+        "clear raster's grid.</p>"
+    )
+
     def add_guide_parameters(self) -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.GUIDES, "Guides: other dates of the same place (and radar)", QgsProcessing.TypeRaster,
@@ -50,8 +61,8 @@ class GuideParameters:
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.GUIDE_MASKS, "Cloud masks of the optical guides (same order)", QgsProcessing.TypeRaster,
             optional=True))
-        self.addParameter(QgsProcessingParameterString(self.GUIDE_MASK_VALUES, "Guide mask values that mark "
-                                                       "clouds and shadows", "1,2", optional=True))
+        self.addParameter(values_parameter(self.GUIDE_MASK_VALUES, "Guide mask values that mark clouds and shadows",
+                                           "1,2", self.GUIDE_MASKS))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.RADAR_GUIDES, "Radar guides (Sentinel-1 VV, VH)", QgsProcessing.TypeRaster, optional=True))
         units = QgsProcessingParameterEnum(self.RADAR_UNITS, "Radar units", list(RADAR_UNITS), defaultValue=0)

@@ -7,12 +7,11 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
 )
 
 from .base import CloudFreeAlgorithm
-from .common import parse_values
+from .common import parse_values, values_parameter
 
 
 class RegionsAlgorithm(CloudFreeAlgorithm):
@@ -43,8 +42,7 @@ class RegionsAlgorithm(CloudFreeAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Class raster"))
-        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (comma-separated, empty = all)", "",
-                                                       optional=True))
+        self.addParameter(values_parameter(self.CLASSES, "Classes (comma-separated, empty = all)", "", self.INPUT))
         self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum area (square map units)",
                                                        QgsProcessingParameterNumber.Double, 0.0, minValue=0.0))
         self.addParameter(QgsProcessingParameterBoolean(self.EIGHT_CONNECTED, "8-connected (corners join)", True))

@@ -84,8 +84,14 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         "fields giving the true position of the same ground point on the sensed image (map x and y in the "
         "layer's CRS; default fields <i>sensed_x</i>, <i>sensed_y</i>). RMS_CHECK is the RMS error of the "
         "fitted mapping at those independent points (reference pixels), beside RMS_ALL and RMS_LOO.</p>"
-        "<p><b>Fine-tune steps</b> &gt; 0 first adapts the CNN descriptor to the reference image "
+        "<p><b>Fine-tune steps</b> (<i>FINE_TUNE_STEPS</i>) &gt; 0 first adapts the CNN descriptor to the reference image "
         "(self-supervised, a few seconds per 100 steps on a CPU).</p>"
+        "<p><b>Reference raster</b> and <b>sensed raster</b> (the one to be registered, <i>INPUT</i>); "
+        "<b>reference band</b> and <b>sensed band</b>: the band of each that is matched (default 1; pick one "
+        "where both show the same ground, e.g. NIR with NIR). <b>Transform</b>: translation, similarity "
+        "(shift, rotation, scale), affine, projective, or a thin plate spline for local distortions. "
+        "<b>Reference mask</b> and <b>sensed mask</b>: see Masks. <b>Check points: sensed map x field</b> and "
+        "<b>y field</b> (<i>CHECK_X_FIELD</i>, <i>CHECK_Y_FIELD</i>): see Check points.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802

@@ -10,16 +10,16 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .base import CloudFreeAlgorithm
 from .guides import GuideParameters
-from .common import backend_parameter, backend_value, device_parameter, device_value, parse_values, tile_parameter
+from .common import (BAND_ORDER_HELP, backend_parameter, backend_value, band_parameter, band_values, device_parameter,
+                     device_value, model_parameter, parse_values, shipped_models_help, tile_parameter,
+                     values_parameter)
 from .scale_out import SCHEDULER, SCHEDULER_HELP, scaled_out, scheduler_parameter
 
 DEFAULT_MODEL = "cloud_removal_small.safetensors"
@@ -57,7 +57,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         "the whole raster (overlapping tiles are cross-faded, memory stays bounded). A raster smaller than "
         "one tile is mirror-padded and processed as one tile.</p>"
         "<p><b>Bands</b>: the input bands that feed the model, in the model's order (the shipped model "
-        "expects blue, green, red, NIR). Empty = the first bands.</p>"
+        "expects blue, green, red, NIR). Empty = the first bands. " + BAND_ORDER_HELP + "</p>"
         "<p><b>Mask</b> (optional): a cloud mask on the input's grid, from any layer: Fmask, Sentinel-2 SCL, "
         "s2cloudless, CloudFree's cloud detection, or one you drew. Pixels whose value is in <b>mask values</b> "
         "are replaced; every other pixel is copied unchanged, bit for bit, and the generated pixels are "
@@ -81,19 +81,28 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         "a model only knows the surfaces its pairs showed it.</p>"
     ) + GuideParameters.GUIDES_HELP + (
         "<p><b>Model</b>: empty = the model shipped with the plugin (mask-guided; its metadata says what it was "
-        "trained on). Train your own with <i>Train cloud removal model</i>: with cloudy/clear pairs and no masks "
-        "for a pix2pix model that needs no mask here.</p>"
+        "trained on), or with guides the shipped guided model. Otherwise a model file, or the name of a shipped "
+        "model (listed below; the dialog offers them in a list with their metadata). Train your own with "
+        "<i>Train cloud removal model</i>: with cloudy/clear pairs and no masks for a pix2pix model that needs no "
+        "mask here.</p>"
+        "<p>Advanced: <b>auxiliary conditioning raster</b> (extra input channels a model was trained with, e.g. "
+        "an elevation model); <b>tile size</b> (0 = the model's), <b>tile overlap</b>; <b>device</b> (auto uses "
+        "a CUDA GPU when there is one; the list says what this machine has) and the <b>inference engine</b>.</p>"
+        "<p>Outputs: the <b>cloud-free raster</b> (the chosen bands, on the input's grid, with its CRS, data type "
+        "and nodata) and <i>OUTSIDE_TRAINING_RANGE</i>.</p>"
     ) + SCHEDULER_HELP
+
+    def help_appendix(self) -> str:
+        return shipped_models_help(("cloud_removal",), "empty = cloud_removal_small, or with guides a guided one")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Cloudy raster"))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Input bands in the model's order (empty = first "
-                                                       "bands)", "", optional=True))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (empty = shipped model)",
-                                                     extension="safetensors", optional=True))
+        self.addParameter(band_parameter(self.BANDS, "Input bands in the model's order (empty = first bands)",
+                                         self.INPUT))
+        self.addParameter(model_parameter(self.MODEL, "Model (empty = shipped model)", ("cloud_removal",)))
         self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values to replace (comma-separated)",
-                                                       "1,2", optional=True))
+        self.addParameter(values_parameter(self.MASK_VALUES, "Mask values to replace (comma-separated)", "1,2",
+                                           self.MASK))
         self.add_guide_parameters()
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", [label for _, label in self.METHODS],
                                                      defaultValue=0))
@@ -135,15 +144,15 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         if method == "fusion":
             if self.parameterAsString(parameters, SCHEDULER, context).strip():
                 feedback.pushWarning("The fusion composite runs here: SCHEDULER is not used by this method.")
-            fusion_composite(src, out, guides, bands=self.parameterAsString(parameters, self.BANDS, context) or None,
+            fusion_composite(src, out, guides, bands=band_values(self, parameters, self.BANDS, context),
                              mask=mask, mask_values=mask_values, progress=progress, cancelled=cancelled)
             return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0}
         with tempfile.TemporaryDirectory(prefix="cloudfree-copy-") as folder:
             if method == "matched_copy":
                 model, guides = matched_copy_model(folder), split_guides(guides)[0]
             elif method == "fill":
-                band_text = self.parameterAsString(parameters, self.BANDS, context)
-                model, guides = fill_model(folder, len(parse_bands(band_text or None, src.band_count, src.name))), []
+                bands = band_values(self, parameters, self.BANDS, context)
+                model, guides = fill_model(folder, len(parse_bands(bands, src.band_count, src.name))), []
             else:
                 model, guides = self.default_model(parameters, context, guides, feedback)
             summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,
@@ -174,7 +183,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
 
         aux = self.raster_info(parameters, self.AUX, context, optional=True)
         meta = read_metadata(model)
-        band_text = self.parameterAsString(parameters, self.BANDS, context)
+        band_text = band_values(self, parameters, self.BANDS, context)
         any_bands = bool(meta.training.get("any_band_count"))  # a guided model takes any band count
         if not band_text and src.band_count < meta.band_count and not any_bands:
             raise QgsProcessingException(

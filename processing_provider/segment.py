@@ -7,15 +7,18 @@ from dataclasses import replace
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
 from .base import CloudFreeAlgorithm
-from .common import backend_parameter, backend_value, device_parameter, device_value, tile_parameter
+from .common import (backend_parameter, backend_value, device_parameter, device_value, model_parameter, model_value,
+                     shipped_models_help, tile_parameter)
 from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
+
+
+SEGMENTATION_TASKS = ("segmentation", "fusion_segmentation")
 
 
 class SegmentAlgorithm(CloudFreeAlgorithm):
@@ -40,18 +43,24 @@ class SegmentAlgorithm(CloudFreeAlgorithm):
         "the model was trained (its band count must match).</p>"
         "<p><b>Model</b>: a model from <i>Train segmentation model</i>, or the land-cover network a fusion "
         "training saves beside its model (<tt>*.segmentation.safetensors</tt>; the shipped "
-        "<tt>fusion_default.segmentation.safetensors</tt> takes one NDVI band).</p>"
+        "<tt>fusion_default.segmentation.safetensors</tt> takes one NDVI band): a file, or a shipped model's "
+        "name.</p>"
         "<p><b>Tile size</b>: 0 = the model's; <b>overlap</b>: pixels shared by neighbouring tiles (smaller "
-        "than the tile). <b>Device</b>: auto uses a CUDA GPU when there is one.</p>"
+        "than the tile). <b>Device</b>: auto uses a CUDA GPU when there is one (the list says what this machine "
+        "has). <b>Inference engine</b> (advanced): auto (the faster of ONNX Runtime and torch), torch or ONNX "
+        "Runtime.</p>"
         "<p>Outputs: the <b>class raster</b> (Byte, the model's class values with its colour table and class "
         "names, 255 = nodata wherever an input band has no data; CRS and geotransform of the input) and, "
         "optionally, the <b>class probabilities</b> (Float32, one band per class, named after it).</p>"
     ) + SCHEDULER_HELP
 
+    def help_appendix(self) -> str:
+        return shipped_models_help(SEGMENTATION_TASKS, "a model is required")
+
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Input rasters (same grid, bands stacked)",
                                                                QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Segmentation model", extension="safetensors"))
+        self.addParameter(model_parameter(self.MODEL, "Segmentation model", SEGMENTATION_TASKS, optional=False))
         self.addParameter(tile_parameter(self.TILE_SIZE))
         self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels",
                                                        QgsProcessingParameterNumber.Integer, 32, minValue=0))
@@ -66,7 +75,7 @@ class SegmentAlgorithm(CloudFreeAlgorithm):
         from ..models.segmentation import SegmentOptions, segment
 
         inputs = self.raster_infos(parameters, self.INPUT, context)
-        model = self.parameterAsFile(parameters, self.MODEL, context)
+        model = model_value(self, parameters, self.MODEL, context)
         out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
         probabilities = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context) or None
         options = SegmentOptions(tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,

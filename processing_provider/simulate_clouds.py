@@ -40,7 +40,8 @@ class SimulateCloudsAlgorithm(CloudFreeAlgorithm):
         "translucent clouds, 1 opaque cores. <b>Missing data</b>: fraction of pixels set to nodata. "
         "The same <b>seed</b> always gives the same clouds.</p>"
         "<p>Outputs: the cloudy raster (same grid, CRS, data type and nodata as the input) and a mask "
-        "(0 clear, 1 cloud, 2 shadow, 3 missing).</p>"
+        "(0 clear, 1 cloud, 2 shadow, 3 missing), and the achieved <b>cloud fraction</b>, <b>shadow fraction</b> "
+        "and <b>missing-data fraction</b> of the pixels.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802

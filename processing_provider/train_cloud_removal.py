@@ -11,12 +11,12 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
 from .base import CloudFreeAlgorithm
 from .guides import GuideParameters
-from .common import device_parameter, device_value, parse_values, tile_parameter
+from .common import (BAND_ORDER_HELP, band_parameter, band_values, device_parameter, device_value, parse_values,
+                     tile_parameter, values_parameter)
 
 SIZES = ("small", "full")
 #: (engine value, label) of the GENERATOR choice
@@ -116,6 +116,19 @@ class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
         "run keeps the last one and <b>resume from</b> continues it. The report (HTML) shows the losses (the "
         "discriminator's real and fake halves apart), validation PSNR/SSIM, the held-out figures per pair "
         "(cloudy input and output) and cloudy / generated / clear samples.</p>"
+        "<p>Several pairs: <b>cloudy rasters</b>, <b>clear rasters</b> (<i>CLEAR_LAYERS</i>) and their <b>cloud "
+        "masks</b> (<i>MASK_LAYERS</i>), one per cloudy raster in the same order. <b>Bands</b>: the bands the "
+        "model takes, in that order (empty = all); the same band numbers are read from every raster. "
+        + BAND_ORDER_HELP + " <b>Auxiliary conditioning raster</b> (advanced, one pair or clear raster only): "
+        "extra input channels, e.g. an elevation model, that <i>Remove clouds</i> then needs too.</p>"
+        "<p><b>Tile size</b> in pixels (0 = the model's: 256), <b>training steps</b>, <b>device</b> (auto uses a "
+        "CUDA GPU when there is one; the list says what this machine has), <b>seed</b> (the same seed gives the "
+        "same model on the same device), and advanced: <b>validate every N steps</b> "
+        "(<i>VALIDATION_EVERY</i>), <b>learning-rate decay</b> (<i>LR_DECAY</i>).</p>"
+    ) + GuideParameters.TRAINING_GUIDES_HELP + (
+        "<p>Outputs: the <b>model file</b> (<i>OUTPUT_MODEL</i>, .safetensors: weights with the bands, scaling, "
+        "training data and held-out figures in its metadata) and the <b>training report</b> (<i>OUTPUT_REPORT</i>, "
+        "HTML).</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -155,14 +168,14 @@ class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.PAIRS_FOLDER, "Pairs folder (cloudy/ and clear/ subfolders, "
                                                      "rasters matched by file name)",
                                                      behavior=QgsProcessingParameterFile.Folder, optional=True))
-        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds "
-                                                       "(comma-separated)", "1,2", optional=True))
+        self.addParameter(values_parameter(self.MASK_VALUES, "Mask values that mark clouds (comma-separated)", "1,2",
+                                           self.MASK))
         self.add_guide_parameters()
         aux = QgsProcessingParameterRasterLayer(self.AUX, "Auxiliary conditioning raster", optional=True)
         aux.setFlags(aux.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(aux)
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (comma-separated, empty = all)", "",
-                                                       optional=True))
+        self.addParameter(band_parameter(self.BANDS, "Bands, in the order the model will take them (empty = all)",
+                                         self.CLEAR))
 
     def _advanced_parameters(self) -> None:
         number, integer, double = QgsProcessingParameterNumber, QgsProcessingParameterNumber.Integer, \
@@ -224,7 +237,7 @@ class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
             raise InputError("Guides (other dates, radar) train with one target raster: give CLEAR (and its MASK; "
                              "synthetic clouds are laid over its clear pixels) or one CLOUDY and CLEAR pair.")
         reference = clear or raster_info(pairs[0].clear)
-        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context), reference.band_count,
+        bands = parse_bands(band_values(self, parameters, self.BANDS, context), reference.band_count,
                             reference.name)
         cloud_values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2",
                                     self.MASK_VALUES)

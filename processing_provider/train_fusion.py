@@ -15,7 +15,7 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
-from .common import device_parameter, device_value, parse_values
+from .common import device_parameter, device_value, parse_values, values_parameter
 from .labels import LabelParameters
 
 DEFAULT_STEPS_PER_EPOCH = 100
@@ -73,6 +73,14 @@ class TrainFusionAlgorithm(LabelParameters, CloudFreeAlgorithm):
         "(an epoch is 100 steps unless set otherwise in the advanced parameters). The report shows losses, "
         "validation figures, sample fused images and per-date weight maps; the log ends with the held-out "
         "validation figures.</p>"
+        "<p><b>Dates</b>: the rasters (same grid) in any order; <b>cloud masks</b>, one per date in the same order, "
+        "with the <b>mask values</b> that mark clouds. <b>Labels</b>: a labels raster, or <b>label polygons</b> "
+        "with their <b>class field</b> (<i>LABEL_FIELD</i>, integer class ids) burnt onto the dates' grid. "
+        "<b>Tile size</b> (training tiles in pixels), <b>epochs</b>, <b>steps per epoch</b> (advanced), "
+        "<b>learning rate</b>, <b>device</b> (auto uses a CUDA GPU when there is one; the list says what this "
+        "machine has) and <b>seed</b> (the same seed gives the same model on the same device).</p>"
+        "<p>Outputs: the <b>fusion model</b> (<i>OUTPUT_MODEL</i>; the land-cover network is saved beside it as "
+        "<tt>*.segmentation.safetensors</tt>) and the <b>training report</b> (<i>OUTPUT_REPORT</i>, HTML).</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -80,8 +88,7 @@ class TrainFusionAlgorithm(LabelParameters, CloudFreeAlgorithm):
                                                                QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterMultipleLayers(self.MASKS, "Cloud masks (one per date, same order)",
                                                                QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterString(self.MASK_VALUES, "Mask values that mark clouds", "1",
-                                                       optional=True))
+        self.addParameter(values_parameter(self.MASK_VALUES, "Mask values that mark clouds", "1", self.MASKS))
         self.add_label_parameters("Labels raster (class ids)")
         self.addParameter(QgsProcessingParameterString(self.CLASS_WEIGHTS, "Class weights (class:weight, ...)", "",
                                                        optional=True))

@@ -52,7 +52,7 @@ class TrainSegmentationAlgorithm(LabelParameters, CloudFreeAlgorithm):
         "given (for example a few dates of NDVI). <i>Segment raster</i> must get the same stack.</p>"
         "<p><b>Labels</b>: a raster of class values on the input's grid (its nodata pixels do not count; its "
         "colour table and class names carry over to the model), or <b>label polygons</b> with an integer "
-        "<b>class field</b>, burnt onto the grid (pixels outside every polygon do not count). Class values must "
+        "<b>class field</b> (<i>LABEL_FIELD</i>), burnt onto the grid (pixels outside every polygon do not count). Class values must "
         "lie in 0-254. <b>Ignore value</b>: a label value that does not count either (empty = none).</p>"
         "<p><b>Class weights</b>: empty = all 1; <i>auto</i> = inverse square root of each class's share of the "
         "training pixels; or one number per class, in ascending order of the class values.</p>"
@@ -67,9 +67,9 @@ class TrainSegmentationAlgorithm(LabelParameters, CloudFreeAlgorithm):
         "<b>width</b> (filters of the first level, doubled per level) size the network (advanced). "
         "<b>Device</b>: auto uses a CUDA GPU when there is one. <b>Seed</b>: the same seed gives the same "
         "model on the same device.</p>"
-        "<p>Outputs: the <b>model file</b> (.safetensors with the class values, names and colours, the input "
-        "scaling and the held-out scores), an HTML <b>report</b> (loss and metric curves, per-class Dice and "
-        "IoU, sample predictions), and the held-out mean Dice, mIoU and pixel accuracy.</p>"
+        "<p>Outputs: the <b>model file</b> (<i>OUTPUT_MODEL</i>, .safetensors with the class values, names and colours, the input "
+        "scaling and the held-out scores), an HTML <b>report</b> (<i>OUTPUT_REPORT</i>; loss and metric curves, "
+        "per-class Dice and IoU, sample predictions), and the held-out mean Dice, mIoU and pixel accuracy.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
