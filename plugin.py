@@ -36,6 +36,9 @@ class CloudFreePlugin:
     def unload(self):
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
+            if getattr(action, "dialog", None) is not None:  # a workflow dialog the action opened
+                action.dialog.close()
+                action.dialog.deleteLater()
             action.deleteLater()
         self.actions = []
         if self.provider is not None:
