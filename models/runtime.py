@@ -48,9 +48,9 @@ def install_hint(missing) -> str:
     reqs = " ".join(f'"{REQUIREMENTS.get(n, n)}"' for n in missing if n != "osgeo")
     return (
         f"CloudFree needs the Python package(s) {', '.join(missing)} in QGIS's Python. "
-        f"Install them with: python3 -m pip install --user {reqs} "
-        "(on Windows, run this in the OSGeo4W Shell; with a CPU-only torch wheel add "
-        "--index-url https://download.pytorch.org/whl/cpu). Then restart QGIS."
+        "Install them with one click in Raster > CloudFree > CloudFree dependencies… (headless: "
+        "python3 dependencies.py --install in the plugin folder, or the cloudfree:checkdependencies "
+        f"algorithm to see what is missing), or by hand: python3 -m pip install --user {reqs}. Then restart QGIS."
     )
 
 
