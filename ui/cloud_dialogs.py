@@ -183,5 +183,5 @@ class RemoveCloudsDialog(WorkflowDialog):
         layer = self.add_raster(results["OUTPUT"], name)
         styles.style_before_after(source, layer, self.bands.checked() or None, from_result=True)
         self.publish(layer)
-        return [f"'{name}' written to {results['OUTPUT']}, shown with the input's stretch"]
+        return [f"'{name}' written to {results['OUTPUT']}"]  # shown with the input's stretch
 

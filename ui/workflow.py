@@ -239,7 +239,7 @@ class WorkflowDialog(QDialog):
         if self.running() or self.log.toPlainText():
             self.log_line(text, "error" if level == Qgis.Critical else "info")
         self.bar.clearWidgets()
-        self.bar.pushMessage(self.TITLE, short_paths(text), level, duration)
+        self.bar.pushMessage("", short_paths(text), level, duration)  # the window title names the workflow
         if self.iface is not None and not self.isVisible():  # the dialog was closed while the run went on
             self.iface.messageBar().pushMessage(f"CloudFree {self.TITLE}", text, level, 10)
 
