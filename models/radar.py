@@ -33,6 +33,11 @@ def looks_like_radar(info: RasterInfo) -> bool:
     return median is not None and RADAR_DB_MEDIAN[0] < median < RADAR_DB_MEDIAN[1]
 
 
+def names_polarisation(description: str) -> bool:
+    """Whether a band description names a polarisation (VV, VH, HH or HV)."""
+    return bool(_POLARISATION.search((description or "").lower()))
+
+
 def median_valid(info: RasterInfo, bands: list) -> float | None:
     arr = read_decimated(info, bands, 512)
     values = arr[:, valid_mask(arr, [info.nodata[b - 1] for b in bands])]

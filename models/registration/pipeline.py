@@ -41,9 +41,16 @@ from .detect import detect
 from .match import MatchOptions, candidate_matches, consistent_matches, fused_distances, ratio_mutual, rematch
 from .outputs import RegistrationOutputs, write_checkerboard, write_registered, write_tiepoints
 from .refine import RefineOptions, refine_transform
-from .structure import StructureOptions, local_tie_points, matching_image, similarity_search
+from .structure import (
+    StructureOptions,
+    local_tie_points,
+    matching_image,
+    mirrored_peak,
+    similarity_search,
+    structure_bands,
+)
 from .result import RegistrationResult
-from .sources import BandSource, detection_frame, detection_images, sensed_in_reference_crs
+from .sources import BandSource, detection_frame, detection_image, detection_images, sensed_in_reference_crs
 from .transforms import (
     MIN_MATCHES,
     TRANSFORMS,
@@ -249,22 +256,28 @@ def choose_method(method: str, radar: tuple) -> str:
 
 def structure_correspondences(sources: tuple, grid_to_sensed: np.ndarray, transform: str, options: StructureOptions,
                               radar: tuple, max_pixels: int, progress=None, cancelled=None) -> Correspondences:
-    """Tie points of the ``structure`` method: a global similarity search over the detection images,
-    then windows matched locally, twice (the second pass around the first pass's robust fit)."""
+    """Tie points of the ``structure`` method: a global similarity search over the detection images
+    (every band :func:`structure_stacks` fuses), refused when its peak does not stand out from the
+    search against the sensed image mirrored, then windows matched locally, twice (the second pass
+    around the first pass's robust fit)."""
     reference, sensed = sources[0].info, sources[1].info
     frame = detection_frame(reference, sensed, grid_to_sensed, max_pixels)
     report(progress, 0.05, "Reading the images")
-    (a_img, a_ok), (b_img, b_ok) = detection_images(sources, frame, grid_to_sensed)
-    if a_ok.sum() < 1024 or b_ok.sum() < 1024:
+    ref, sen = structure_stacks(sources, frame, grid_to_sensed, radar, options.fuse_bands)
+    if ref[1].sum() < 1024 or sen[1].sum() < 1024:
         raise InputError(f"'{sensed.name}' and '{reference.name}' share too few valid, unmasked pixels "
                          "to register.")
-    ref = (matching_image(a_img, a_ok, radar[0]), a_ok)
-    sen = (matching_image(b_img, b_ok, radar[1]), b_ok)
     report(progress, 0.15, "Searching rotation, scale and shift by image structure")
-    h, _peak = similarity_search(ref, sen, options, cancelled)
+    h, peak = similarity_search(ref, sen, options, cancelled)
+    null = mirrored_peak(ref, sen, options, cancelled) if options.min_contrast > 0 else 0.0
+    if options.min_contrast > 0 and peak < options.min_contrast * null:
+        raise InputError(f"'{sensed.name}' does not match '{reference.name}' by image structure: the best "
+                         f"correlation ({peak:.3f}) is not {options.min_contrast} times the one against the "
+                         f"image mirrored ({null:.3f}); the images may not show the same place.")
     check_linear(h[:2, :2], "initial")
     fit_kind = "affine" if transform == "tps" else transform
-    stages = {"structure_windows": 0}
+    stages = {"structure_windows": 0, "structure_bands": (len(ref[0]), len(sen[0])),
+              "structure_peak": round(float(peak), 4), "structure_mirrored_peak": round(float(null), 4)}
     for radius, label in ((3, 0.35), (2, 0.5)):
         report(progress, label, "Matching windows of image structure")
         rp, sp, cost = local_tie_points(ref, sen, h, options, radius, cancelled)
@@ -281,6 +294,23 @@ def structure_correspondences(sources: tuple, grid_to_sensed: np.ndarray, transf
     transform_ref, *_ = fit_robust(pa, pb, fit_kind, floor=0.5 * frame.factor)  # in reference pixels
     return Correspondences(pa, pb, inl, cost, transform_ref, frame.factor, (len(rp), len(rp)),
                            {**stages, "rematch_inliers": int(inl.sum()), "refined_windows": int(len(rp))})
+
+
+def structure_stacks(sources: tuple, frame, grid_to_sensed: np.ndarray, radar: tuple, fuse_bands: bool) -> tuple:
+    """``((reference stack, valid), (sensed stack, valid))`` on the detection frame, as the
+    ``structure`` method reads them: each layer's chosen band, with ``fuse_bands`` the other bands
+    :func:`.structure.structure_bands` picks, radar made comparable (:func:`.structure.matching_image`);
+    a pixel is valid where every band of its layer is."""
+    numbers = [structure_bands(s.info, s.band_no, r) if fuse_bands else [s.band_no] for s, r in zip(sources, radar)]
+    stacks = []
+    for k, source in enumerate(sources):
+        images, valid = [], None
+        for band in numbers[k]:
+            img, ok = detection_image(source.with_band(band), frame, grid_to_sensed if k else None)
+            images.append(matching_image(img, ok, radar[k]))
+            valid = ok if valid is None else valid & ok
+        stacks.append((np.stack(images), valid))
+    return tuple(stacks)
 
 
 def check_point_rms(result: RegistrationResult, reference: RasterInfo, sensed: RasterInfo,

@@ -48,6 +48,18 @@ class BandSource:
         if mask is not None:
             self._open_mask(mask, label)
 
+    def with_band(self, band: int) -> "BandSource":
+        """The same raster and mask, another band (its own nodata)."""
+        import copy
+
+        other = copy.copy(self)
+        other.band_no = band
+        nd = self.info.nodata[band - 1] if band - 1 < len(self.info.nodata) else None
+        if nd is None and np.issubdtype(np.dtype(self.info.dtype), np.unsignedinteger):
+            nd = 0
+        other.nodata = nd
+        return other
+
     def _open_mask(self, mask, label: str) -> None:
         info = self.info
         if isinstance(mask, np.ndarray):
@@ -192,7 +204,13 @@ def detection_images(sources: tuple, frame: DetectionFrame, grid_to_sensed: np.n
     The reference is read averaged over ``factor`` x ``factor`` pixels; the sensed image is
     resampled into the frame by the geotransforms.
     """
+    return detection_image(sources[0], frame, None), detection_image(sources[1], frame, grid_to_sensed)
+
+
+def detection_image(source: BandSource, frame: DetectionFrame, grid_to_sensed=None) -> tuple:
+    """``(values, valid)`` of one band on the detection frame: the reference (``grid_to_sensed``
+    None) averaged over ``factor`` x ``factor`` pixels, or the sensed image resampled into it."""
     f, dw, dh = frame.factor, frame.width, frame.height
-    reference = sources[0].read(frame.x0, frame.y0, dw * f, dh * f, dw, dh)
-    sensed = warp_sensed(sources[1], grid_to_sensed @ frame.to_reference, (dh, dw))
-    return reference, sensed
+    if grid_to_sensed is None:
+        return source.read(frame.x0, frame.y0, dw * f, dh * f, dw, dh)
+    return warp_sensed(source, grid_to_sensed @ frame.to_reference, (dh, dw))

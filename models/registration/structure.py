@@ -19,8 +19,15 @@ normalised to unit length (:func:`cfog`). Two stages use it:
    windows on a regular grid are matched again by NCC over small shifts, with a parabolic
    sub-pixel peak; each window gives a tie point for the pipeline's robust fit of any transform.
 
-Radar is made comparable first (:func:`matching_image`): linear power or dB in, Lee-filtered
-speckle, dB out. Works on the pipeline's detection images (both in the reference frame).
+A match must stand out (:func:`mirrored_peak`): the best peak is compared with the best peak of
+the same search against the sensed image mirrored, which has the same texture but does not show
+the same place; unrelated images or noise score about as high mirrored as not, and are refused.
+
+Several bands of a layer (every optical band, both polarisations of a radar layer) are fused: the
+features of each band are averaged and normalised again (:func:`fused_cfog`), so an edge that one
+band shows weakly and another strongly still counts. Radar is made comparable first
+(:func:`matching_image`): linear power or dB in, Lee-filtered speckle, dB out. Works on the
+pipeline's detection images (both in the reference frame), as ``(bands, rows, cols)`` stacks.
 """
 
 from __future__ import annotations
@@ -34,9 +41,10 @@ from ..errors import InputError
 from ..runtime import check_cancelled
 
 BINS = 9               # orientation channels over [0, 180) degrees
-SMOOTHING = 0.8        # Gaussian sigma (pixels) of the feature channels
+SMOOTHING = 1.2        # Gaussian sigma (pixels) of the feature channels (chosen on the development pairs)
 SEARCH_PIXELS = 160    # the global search runs on images of at most about this many pixels a side
 MIN_OVERLAP = 0.35     # a shift is scored only when this share of the smaller image overlaps
+LEE_WINDOW = 3         # pixels a side of the Lee speckle filter (chosen on the development pairs)
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,10 @@ class StructureOptions:
     scales searched; ``max_shift``: the largest shift searched, as a share of the image side;
     ``window``: the local matching windows (detection pixels; at most a fifth of the smaller
     image side, at least 16); ``min_ncc``: the lowest local peak
-    correlation a tie point is kept at.
+    correlation a tie point is kept at; ``fuse_bands``: fuse the features of the layers' other
+    bands with the chosen ones (:func:`structure_bands`); ``min_contrast``: the search's best
+    peak must be at least this many times the best peak against the sensed image mirrored
+    (:func:`mirrored_peak`), else the images are taken not to match (0: no check).
     """
 
     max_rotation: float = 30.0
@@ -55,6 +66,8 @@ class StructureOptions:
     max_shift: float = 0.15
     window: int = 32
     min_ncc: float = 0.1
+    fuse_bands: bool = True
+    min_contrast: float = 1.45
 
     def __post_init__(self):
         if not 0 <= self.max_rotation <= 180:
@@ -69,7 +82,8 @@ class StructureOptions:
 
 def matching_image(values: np.ndarray, valid: np.ndarray, radar: bool) -> np.ndarray:
     """The band as structure matching reads it: radar (dB, or linear power when every valid value
-    is positive and the median below 1) is Lee-filtered in power and returned in dB; other bands as they are."""
+    is positive and the median below 1) is Lee-filtered in power (:data:`LEE_WINDOW`) and returned in dB;
+    other bands as they are."""
     if not radar or not valid.any():
         return values
     from ..radar import lee_filter
@@ -80,8 +94,30 @@ def matching_image(values: np.ndarray, valid: np.ndarray, radar: bool) -> np.nda
         power = np.where(valid, v if linear else np.power(10.0, v / 10.0), np.nan)
     power = np.where(power > 0, power, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):  # NaN (invalid) pixels stay NaN
-        db = 10.0 * np.log10(lee_filter(power, 5, 0.25))
+        db = 10.0 * np.log10(lee_filter(power, LEE_WINDOW, 0.25))
     return np.where(np.isfinite(db), db, 0.0).astype(np.float32)
+
+
+def structure_bands(info, band: int, radar: bool) -> list:
+    """The bands of a layer whose features are fused, the chosen ``band`` first: every band of an
+    optical layer; of a radar layer, the bands named for a polarisation (VV, VH, HH, HV) when any
+    is, else the bands whose median looks like dB backscatter when the chosen one does (so a
+    VV/VH ratio band is left out), else the chosen band alone."""
+    from ..radar import RADAR_DB_MEDIAN, median_valid, names_polarisation
+
+    others = [b for b in range(1, info.band_count + 1) if b != band]
+    if not radar:
+        return [band] + others
+    named = [b for b in range(1, info.band_count + 1)
+             if b - 1 < len(info.descriptions) and names_polarisation(info.descriptions[b - 1])]
+    if named:
+        return [band] + [b for b in others if b in named]
+
+    def db(b):
+        median = median_valid(info, [b])
+        return median is not None and RADAR_DB_MEDIAN[0] < median < RADAR_DB_MEDIAN[1]
+
+    return [band] + [b for b in others if db(b)] if db(band) else [band]
 
 
 def cfog(image: np.ndarray, valid: np.ndarray, bins: int = BINS, sigma: float = SMOOTHING) -> np.ndarray:
@@ -96,17 +132,25 @@ def cfog(image: np.ndarray, valid: np.ndarray, bins: int = BINS, sigma: float = 
     inside = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     mag = np.where(inside, np.hypot(gx, gy), 0.0).astype(np.float32)
     pos = (np.arctan2(gy, gx) % np.pi) / np.pi * bins
-    low = np.floor(pos).astype(np.int64) % bins
-    frac = (pos - np.floor(pos)).astype(np.float32)
-    feats = np.zeros(image.shape + (bins,), np.float32)
-    rows, cols = np.indices(image.shape)
-    np.add.at(feats, (rows, cols, low), mag * (1.0 - frac))
-    np.add.at(feats, (rows, cols, (low + 1) % bins), mag * frac)
+    gap = np.abs(pos[..., None] - np.arange(bins, dtype=np.float32))  # distance to each bin, circular
+    feats = mag[..., None] * np.clip(1.0 - np.minimum(gap, bins - gap), 0.0, 1.0)
     for k in range(bins):
         feats[..., k] = cv2.GaussianBlur(feats[..., k], (0, 0), sigma)
     feats = 0.25 * np.roll(feats, 1, axis=2) + 0.5 * feats + 0.25 * np.roll(feats, -1, axis=2)
     norm = np.linalg.norm(feats, axis=2, keepdims=True)
     floor = 0.05 * float(norm[inside].mean()) if inside.any() else 1.0
+    return feats / (norm + floor + 1e-12)
+
+
+def fused_cfog(stack: np.ndarray, valid: np.ndarray, sigma: float = SMOOTHING) -> np.ndarray:
+    """:func:`cfog` of a ``(bands, H, W)`` stack (or one ``(H, W)`` band): the mean of the bands'
+    features, normalised to unit length per pixel again (with the same floor as :func:`cfog`)."""
+    stack = stack[None] if stack.ndim == 2 else stack
+    if len(stack) == 1:
+        return cfog(stack[0], valid, sigma=sigma)
+    feats = np.mean([cfog(band, valid, sigma=sigma) for band in stack], axis=0)
+    norm = np.linalg.norm(feats, axis=2, keepdims=True)
+    floor = 0.05 * float(norm[valid].mean()) if valid.any() else 1.0
     return feats / (norm + floor + 1e-12)
 
 
@@ -127,26 +171,29 @@ def masked_ncc(fa: np.ndarray, va: np.ndarray, fb: np.ndarray, vb: np.ndarray, m
     """``(2 m + 1, 2 m + 1)`` zero-mean NCC of feature images ``fa`` (reference) and ``fb`` over
     their valid overlaps, for every shift ``(dy, dx)`` in ``-m..m`` (``m = max_shift``): entry
     ``[m + dy, m + dx]`` compares ``fa(p)`` with ``fb(p + (dx, dy))``. Shifts whose overlap is under
-    :data:`MIN_OVERLAP` of the smaller valid area score -1."""
+    :data:`MIN_OVERLAP` of the smaller valid area score -1. Sums over the channels are taken in the
+    Fourier domain (they are linear), on an FFT size with small prime factors."""
+    from scipy import fft
+
     h, w = va.shape
-    shape = (h + max_shift + 1, w + max_shift + 1)
+    shape = (fft.next_fast_len(h + max_shift + 1, real=True), fft.next_fast_len(w + max_shift + 1, real=True))
     ma, mb = va.astype(np.float64), vb.astype(np.float64)
     a, b = fa * va[..., None], fb * vb[..., None]
 
     def spec(x):
-        return np.fft.rfft2(x, s=shape, axes=(0, 1))
+        return fft.rfft2(x, s=shape, axes=(0, 1))
 
-    def corr(x_spec, y_spec):  # sum_p x(p) y(p + t), for every shift t (wrapped)
-        return np.fft.irfft2(np.conj(x_spec) * y_spec, s=shape, axes=(0, 1))
+    def corr(xy_spec):  # sum_p x(p) y(p + t) for every shift t (wrapped), from conj(X) Y
+        return fft.irfft2(xy_spec, s=shape, axes=(0, 1))
 
     sma, smb = spec(ma), spec(mb)
     sa, sb = spec(a), spec(b)
-    n = np.maximum(corr(sma, smb), 0.0)
-    sum_a, sum_b = corr(sa, smb[..., None]), corr(sma[..., None], sb)
-    sum_aa = corr(spec(a * a), smb[..., None]).sum(axis=2)
-    sum_bb = corr(sma[..., None], spec(b * b)).sum(axis=2)
+    n = np.maximum(corr(np.conj(sma) * smb), 0.0)
+    sum_a, sum_b = corr(np.conj(sa) * smb[..., None]), corr(np.conj(sma)[..., None] * sb)
+    sum_aa = corr(np.conj(spec((a * a).sum(axis=2))) * smb)
+    sum_bb = corr(np.conj(sma) * spec((b * b).sum(axis=2)))
     nn = np.maximum(n, 1.0)
-    num = corr(sa, sb).sum(axis=2) - (sum_a * sum_b).sum(axis=2) / nn
+    num = corr((np.conj(sa) * sb).sum(axis=2)) - (sum_a * sum_b).sum(axis=2) / nn
     var_a = np.maximum(sum_aa - (sum_a * sum_a).sum(axis=2) / nn, 1e-12)
     var_b = np.maximum(sum_bb - (sum_b * sum_b).sum(axis=2) / nn, 1e-12)
     score = num / np.sqrt(var_a * var_b)
@@ -185,31 +232,37 @@ def similarity(angle: float, scale: float, centre: np.ndarray, shift=(0.0, 0.0))
 
 
 def warp_into_reference(image: np.ndarray, valid: np.ndarray, h: np.ndarray, shape: tuple) -> tuple:
-    """``(values, valid)`` of the sensed ``image`` sampled at ``h`` (reference -> sensed frame) of
-    every reference pixel, ``shape`` = (rows, cols)."""
+    """``(values, valid)`` of the sensed ``image`` (``(H, W)`` or a ``(bands, H, W)`` stack) sampled
+    at ``h`` (reference -> sensed frame) of every reference pixel, ``shape`` = (rows, cols)."""
     import cv2
 
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    out = cv2.warpAffine(image.astype(np.float32), h[:2], (shape[1], shape[0]), flags=flags, borderValue=0)
-    ok = cv2.warpAffine(valid.astype(np.float32), h[:2], (shape[1], shape[0]), flags=flags, borderValue=0) > 0.999
-    return out, ok
+
+    def warp(band):
+        return cv2.warpAffine(band.astype(np.float32), h[:2], (shape[1], shape[0]), flags=flags, borderValue=0)
+
+    out = warp(image) if image.ndim == 2 else np.stack([warp(band) for band in image])
+    return out, warp(valid) > 0.999
 
 
 def similarity_search(ref: tuple, sen: tuple, options: StructureOptions, cancelled=None) -> tuple:
     """``(3x3 reference -> sensed frame, peak NCC)``: the best similarity transform of the grid
-    search, then of a finer grid around it. ``ref``/``sen`` = (image, valid) in their frames."""
+    search, then of a finer grid around it. ``ref``/``sen`` = (image or ``(bands, H, W)`` stack,
+    valid) in their frames."""
     import cv2
 
     (a_img, a_ok), (b_img, b_ok) = ref, sen
-    f = max(1, int(math.ceil(max(a_img.shape) / SEARCH_PIXELS)))
-    small = (max(8, a_img.shape[1] // f), max(8, a_img.shape[0] // f))
+    f = max(1, int(math.ceil(max(a_ok.shape) / SEARCH_PIXELS)))
+    small = (max(8, a_ok.shape[1] // f), max(8, a_ok.shape[0] // f))
 
     def shrink(img, ok):
-        return (cv2.resize(np.where(ok, img, 0).astype(np.float32), small, interpolation=cv2.INTER_AREA),
+        bands = img[None] if img.ndim == 2 else img
+        return (np.stack([cv2.resize(np.where(ok, b, 0).astype(np.float32), small, interpolation=cv2.INTER_AREA)
+                          for b in bands]),
                 cv2.resize(ok.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0)
 
     (ra, rv), (sa, sv) = shrink(a_img, a_ok), shrink(b_img, b_ok)
-    fa = cfog(ra, rv)
+    fa = fused_cfog(ra, rv)
     centre = np.array([(small[0] - 1) / 2.0, (small[1] - 1) / 2.0])
     m = max(2, int(round(options.max_shift * max(small))))
     lo, hi = options.scale_range
@@ -226,6 +279,20 @@ def similarity_search(ref: tuple, sen: tuple, options: StructureOptions, cancell
     h_small = similarity(angle, scale, centre) @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
     up = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1.0]])
     return up @ h_small @ np.linalg.inv(up), peak
+
+
+def mirrored_peak(ref: tuple, sen: tuple, options: StructureOptions, cancelled=None) -> float:
+    """The best peak of :func:`similarity_search` against the sensed image mirrored left-right,
+    then up-down (the larger): an image of the same texture and statistics that does not show the
+    same place, so the peak any match must clearly beat (0 when none is positive)."""
+    img, ok = sen
+    best = 0.0
+    for axis in (-1, -2):
+        try:
+            best = max(best, similarity_search(ref, (np.flip(img, axis), np.flip(ok, axis)), options, cancelled)[1])
+        except InputError:
+            continue
+    return best
 
 
 def _grid(max_rotation: float, step: float, lo: float, hi: float, ratio: float) -> list:
@@ -247,7 +314,7 @@ def _best_of(candidates: list, fa, rv, sa, sv, centre, m, cancelled) -> tuple:
         img, ok = warp_into_reference(sa, sv, similarity(angle, scale, centre), rv.shape)
         if ok.sum() < MIN_OVERLAP * rv.sum():
             continue
-        peak = subpixel_peak(masked_ncc(fa, rv, cfog(img, ok), ok, m))
+        peak = subpixel_peak(masked_ncc(fa, rv, fused_cfog(img, ok), ok, m))
         if peak is not None and peak[2] > best[0]:
             best = (peak[2], angle, scale, peak[0], peak[1])
     return best
@@ -263,7 +330,7 @@ def local_tie_points(ref: tuple, sen: tuple, h: np.ndarray, options: StructureOp
     sensed frame). Windows must be at least 90 % valid in both images."""
     (a_img, a_ok) = ref
     w_img, w_ok = warp_into_reference(sen[0], sen[1], h, a_ok.shape)
-    fa, fb = cfog(a_img, a_ok), cfog(w_img, w_ok)
+    fa, fb = fused_cfog(a_img, a_ok), fused_cfog(w_img, w_ok)
     rows, cols = a_ok.shape
     win = min(options.window, max(16, min(rows, cols) // 5))  # small images: smaller windows, more of them
     step = max(4, win // 3)
