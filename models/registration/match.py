@@ -116,6 +116,10 @@ def consistent_matches(kpa: Keypoints, kpb: Keypoints, ia: np.ndarray, ib: np.nd
     smooth = sum(np.roll(np.roll(hist, da, 0), ds, 1) for da in (-1, 0, 1) for ds in (-1, 0, 1))
     pa, ps = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
     near = (ai == pa) & (si == ps)
+    if not weight[near].sum() > 0:  # the smoothed peak lies between occupied bins: take its neighbourhood
+        near = ((ai - pa + 1) % a_bins <= 2) & (np.abs(si - ps) <= 1)
+    if not weight[near].sum() > 0:  # no weight anywhere (all distances at the maximum): no consistent subset
+        return np.zeros(len(ia), bool)
     mode_a = math.degrees(math.atan2(np.average(np.sin(np.radians(dtheta[near])), weights=weight[near]),
                                      np.average(np.cos(np.radians(dtheta[near])), weights=weight[near])))
     mode_s = float(np.average(dscale[near], weights=weight[near]))

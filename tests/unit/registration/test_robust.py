@@ -139,3 +139,18 @@ def test_check_points_give_the_rms_of_the_mappings_error(radar_pair, tmp_path):
     result = reg.register(ref, sen, None, transform="similarity", method="sift", check_points=moved)
     assert result.rms_check == pytest.approx(3.0, abs=0.3)
     assert "check points" in result.summary()
+
+
+def test_orientation_vote_with_no_weight_or_an_empty_peak_bin_flags_nothing_instead_of_dividing_by_zero():
+    """Candidates whose weights are all 0, or whose smoothed vote peaks in an empty bin between two occupied
+    ones, used to raise ZeroDivisionError from np.average (seen registering an overcast date)."""
+    from types import SimpleNamespace
+
+    from cloudfree.models.registration.match import consistent_matches
+
+    kpa = SimpleNamespace(angle=np.zeros(4), size=np.ones(4))
+    kpb = SimpleNamespace(angle=np.array([0.0, 0.0, 20.0, 20.0]), size=np.ones(4))
+    ia = ib = np.arange(4)
+    assert not consistent_matches(kpa, kpb, ia, ib, np.zeros(4)).any()
+    flags = consistent_matches(kpa, kpb, ia, ib, np.ones(4))  # bins 0 and 2 occupied, the smoothed peak at 1
+    assert flags.all()
