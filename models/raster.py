@@ -355,8 +355,6 @@ class RasterWriter:
         if wkt:
             self.ds.SetProjection(wkt)
         self.nodata = nodata
-        self._rows: list = []               # write_rows: rows kept until their row of blocks is complete
-        self._rows_from = self._rows_end = 0  # the first row kept, the row after the last one given
         for b in range(1, band_count + 1):
             band = self.ds.GetRasterBand(b)
             if nodata is not None:
@@ -376,34 +374,7 @@ class RasterWriter:
             for i in range(array.shape[0]):
                 self.ds.GetRasterBand(i + 1).WriteArray(array[i], int(x0), int(y0))
 
-    def write_rows(self, array: np.ndarray, y0: int) -> None:
-        """Write full-width rows ``(bands, rows, width)`` starting at row ``y0``, from the top row down.
-
-        Each row of the file's blocks is handed to GDAL, compressed and written as soon as it is
-        complete, on the calling thread (the tiler's writer thread, while the next tiles run), rather
-        than all at the end when the file is committed. The rows of a block row that is not complete
-        yet are kept here (copied), so no block is compressed twice.
-        """
-        if array.ndim == 2:
-            array = array[None]
-        if int(y0) != self._rows_end:
-            raise ValueError(f"write_rows: rows come from the top down; expected row {self._rows_end}, got {y0}")
-        self._rows.append(np.array(array, dtype=self.dtype))
-        self._rows_end += array.shape[1]
-        block_rows = self.ds.GetRasterBand(1).GetBlockSize()[1]
-        complete = self.height if self._rows_end >= self.height else self._rows_end // block_rows * block_rows
-        if complete > self._rows_from:
-            pending = np.concatenate(self._rows, axis=1) if len(self._rows) > 1 else self._rows[0]
-            n = complete - self._rows_from
-            self.write(pending[:, :n], 0, self._rows_from)
-            self.ds.FlushCache()
-            self._rows = [pending[:, n:]] if pending.shape[1] > n else []
-            self._rows_from = complete
-
     def commit(self) -> str:
-        if self._rows:  # rows given to write_rows that do not complete a row of blocks
-            self.write(np.concatenate(self._rows, axis=1), 0, self._rows_from)
-            self._rows = []
         self.ds.FlushCache()
         self.ds = None
         src = self.tmp_path

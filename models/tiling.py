@@ -320,7 +320,7 @@ class _TiledRun:
             block = cast_output(blended, self.out_dtype, out=self.out_bufs[len(self.pending_writes) % 2].view(n))
             if self.out_nodata is not None and not valid_rows.all():
                 block[:, ~valid_rows] = self.out_nodata
-            self.pending_writes.append(write_pool.submit(writer.write_rows, block, r0))
+            self.pending_writes.append(write_pool.submit(writer.write, block, 0, r0))
         shift = y_next - y
         if shift < T:
             self.acc[:, : T - shift] = self.acc[:, shift:]

@@ -134,27 +134,3 @@ def test_read_padded_matches_numpy_reflect_padding():
             assert np.shares_memory(got, big)
             np.testing.assert_array_equal(big[1:3], ref)
             assert np.isnan(big[[0, 3]]).all()
-
-
-def test_rows_written_top_down_in_any_steps_give_the_whole_array(tmp_path):
-    """The tiler's writer: rows in steps that do not align with the 256-row blocks; each complete row of
-    blocks is written as it completes, the rest at commit, and the file holds exactly the array."""
-    rng = np.random.default_rng(0)
-    array = rng.integers(0, 10000, size=(3, 600, 300)).astype(np.uint16)
-    path = str(tmp_path / "rows.tif")
-    with raster.RasterWriter(path, width=300, height=600, band_count=3, dtype="uint16",
-                             geotransform=(0, 1, 0, 0, 0, -1), crs_wkt="") as out:
-        for y in range(0, 600, 96):
-            out.write_rows(array[:, y:y + 96], y)
-            if y == 480:  # rows 0-575 given: 0-511 (two rows of blocks) are with GDAL, 512-575 kept
-                assert (out._rows_from, out._rows_end) == (512, 576)
-    np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), array)
-
-
-def test_rows_out_of_order_are_refused_and_leave_no_file(tmp_path):
-    path = str(tmp_path / "rows.tif")
-    with pytest.raises(ValueError, match="expected row 0"):
-        with raster.RasterWriter(path, width=10, height=10, band_count=1, dtype="float32",
-                                 geotransform=(0, 1, 0, 0, 0, -1), crs_wkt="") as out:
-            out.write_rows(np.zeros((1, 5, 10), np.float32), 5)
-    assert not os.path.exists(path)
