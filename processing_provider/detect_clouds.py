@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from qgis.core import (
-    QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -17,28 +15,13 @@ from qgis.core import (
 
 from ..models.runtime import install_hint, missing_packages
 from .base import CloudFreeAlgorithm
+from .detector_parameters import DetectorParameters
 from .common import (backend_parameter, backend_value, device_parameter, device_value, model_parameter, model_value,
                      tile_parameter)
 from .scale_out import SCHEDULER_HELP, scaled_out, scheduler_parameter
 
-#: SCALING choices: the engine's presets in this order, then a custom gain and offset
-SCALING_PRESETS = ("reflectance", "sentinel2_pb04", "sentinel2_l1c", "landsat_c2_l2", "landsat_l1_toa")
-PRODUCTS = ("l1c", "l2a")
-
-
-class DetectCloudsAlgorithm(CloudFreeAlgorithm):
+class DetectCloudsAlgorithm(DetectorParameters, CloudFreeAlgorithm):
     INPUT = "INPUT"
-    BLUE = "BLUE"
-    GREEN = "GREEN"
-    RED = "RED"
-    NIR = "NIR"
-    SWIR1 = "SWIR1"
-    SWIR2 = "SWIR2"
-    PRODUCT = "PRODUCT"
-    SCALING = "SCALING"
-    GAIN = "GAIN"
-    OFFSET = "OFFSET"
-    DILATION = "DILATION"
     MODEL = "MODEL"
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
@@ -88,28 +71,8 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
     ) + SCHEDULER_HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..models.detection import PRESET_LABELS
-
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Multispectral raster"))
-        # optional only so that a headless run may leave them at their defaults (QGIS 3.22 insists otherwise)
-        for name, label, default in ((self.BLUE, "Blue band", 1), (self.GREEN, "Green band", 2),
-                                     (self.RED, "Red band", 3), (self.NIR, "NIR band", 4)):
-            self.addParameter(QgsProcessingParameterBand(name, f"{label} (default {default})", default, self.INPUT,
-                                                         optional=True))
-        for name, label in ((self.SWIR1, "SWIR1 band (1.6 um, optional)"), (self.SWIR2, "SWIR2 band (2.2 um, "
-                                                                                       "optional)")):
-            self.addParameter(QgsProcessingParameterBand(name, label, None, self.INPUT, optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.PRODUCT, "Product level", [
-            "Top of atmosphere (L1C / Level-1)", "Surface reflectance (L2A / Level-2)"], defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum(self.SCALING, "Scaling to reflectance", [
-            PRESET_LABELS[p] for p in SCALING_PRESETS] + ["Custom: value x gain + offset"], defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.GAIN, "Custom gain", QgsProcessingParameterNumber.Double,
-                                                       1.0, optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.OFFSET, "Custom offset",
-                                                       QgsProcessingParameterNumber.Double, 0.0, optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.DILATION, "Dilation of clouds and shadows in pixels",
-                                                       QgsProcessingParameterNumber.Integer, 0, minValue=0,
-                                                       maxValue=500))
+        self.add_detector_parameters(self.INPUT, dilation=0)
         advanced = [tile_parameter(self.TILE_SIZE),
                     QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels",
                                                  QgsProcessingParameterNumber.Integer, 64, minValue=0),
@@ -130,7 +93,7 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
         src = self.raster_info(parameters, self.INPUT, context)
         roles, scaling = self.band_roles(parameters, context), self.scaling(parameters, context)
         out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
-        options = DetectionOptions(product=PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
+        options = DetectionOptions(product=self.product(parameters, context),
                                    dilation=self.parameterAsInt(parameters, self.DILATION, context),
                                    tile=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                                    overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
@@ -155,21 +118,3 @@ class DetectCloudsAlgorithm(CloudFreeAlgorithm):
         missing = missing_packages(self.DETECTOR_REQUIRES)
         warning = f"<p><b>Not ready:</b> {install_hint(missing)}</p>" if missing else ""
         return warning + super().shortHelpString()
-
-    def band_roles(self, parameters, context):
-        """The band pickers as engine ``BandRoles`` (a picker without a value or default is None)."""
-        from ..models.detection import BandRoles
-
-        def band(name):
-            return self.parameterAsInt(parameters, name, context) or None
-
-        return BandRoles(*(band(n) for n in (self.BLUE, self.GREEN, self.RED, self.NIR, self.SWIR1, self.SWIR2)))
-
-    def scaling(self, parameters, context):
-        from ..models.detection import ReflectanceScaling
-
-        choice = self.parameterAsEnum(parameters, self.SCALING, context)
-        if choice < len(SCALING_PRESETS):
-            return ReflectanceScaling.preset(SCALING_PRESETS[choice])
-        return ReflectanceScaling.custom(self.parameterAsDouble(parameters, self.GAIN, context),
-                                         self.parameterAsDouble(parameters, self.OFFSET, context))

@@ -16,14 +16,14 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
 
 from ..models.runtime import install_hint, missing_packages
 from .base import CloudFreeAlgorithm
 from .common import device_parameter, device_value
-from .detect_clouds import PRODUCTS, DetectCloudsAlgorithm
+from .detect_clouds import DetectCloudsAlgorithm
+from .detector_parameters import DetectorParameters
 from .register import TRANSFORMS
 
 #: REGISTRATION choices: (engine mode, label)
@@ -33,17 +33,13 @@ REGISTRATION_CHOICES = (("fallback", "Register; where that is impossible, place 
 SUMMARY_FILE = "prepared_dates.json"
 
 
-class PrepareDatesAlgorithm(CloudFreeAlgorithm):
+class PrepareDatesAlgorithm(DetectorParameters, CloudFreeAlgorithm):
+    """The band roles, product and scaling of detectclouds come from :class:`DetectorParameters`, same ids."""
+
     TARGET = "TARGET"
     TARGET_MASK = "TARGET_MASK"
     DATES = "DATES"
     RADAR = "RADAR"
-    # the band roles, product and scaling of detectclouds, with the same ids
-    BLUE, GREEN, RED, NIR = DetectCloudsAlgorithm.BLUE, DetectCloudsAlgorithm.GREEN, DetectCloudsAlgorithm.RED, \
-        DetectCloudsAlgorithm.NIR
-    SWIR1, SWIR2 = DetectCloudsAlgorithm.SWIR1, DetectCloudsAlgorithm.SWIR2
-    PRODUCT, SCALING = DetectCloudsAlgorithm.PRODUCT, DetectCloudsAlgorithm.SCALING
-    GAIN, OFFSET, DILATION = DetectCloudsAlgorithm.GAIN, DetectCloudsAlgorithm.OFFSET, DetectCloudsAlgorithm.DILATION
     REGISTRATION = "REGISTRATION"
     TRANSFORM = "TRANSFORM"
     REGISTRATION_BAND = "REGISTRATION_BAND"
@@ -87,9 +83,6 @@ class PrepareDatesAlgorithm(CloudFreeAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..models.detection import PRESET_LABELS
-        from .detect_clouds import SCALING_PRESETS
-
         self.addParameter(QgsProcessingParameterRasterLayer(self.TARGET, "Target date (the cloudy image)"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.TARGET_MASK, "Cloud mask of the target (non-zero: "
                                                             "no tie points)", optional=True))
@@ -97,24 +90,7 @@ class PrepareDatesAlgorithm(CloudFreeAlgorithm):
                                                                QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(self.RADAR, "Radar (Sentinel-1 VV, VH)",
                                                                QgsProcessing.TypeRaster, optional=True))
-        for name, label, default in ((self.BLUE, "Blue band", 1), (self.GREEN, "Green band", 2),
-                                     (self.RED, "Red band", 3), (self.NIR, "NIR band", 4)):
-            self.addParameter(QgsProcessingParameterBand(name, f"{label} (default {default})", default, self.TARGET,
-                                                         optional=True))
-        for name, label in ((self.SWIR1, "SWIR1 band (1.6 um, optional)"), (self.SWIR2, "SWIR2 band (2.2 um, "
-                                                                                       "optional)")):
-            self.addParameter(QgsProcessingParameterBand(name, label, None, self.TARGET, optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.PRODUCT, "Product level", [
-            "Top of atmosphere (L1C / Level-1)", "Surface reflectance (L2A / Level-2)"], defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum(self.SCALING, "Scaling to reflectance", [
-            PRESET_LABELS[p] for p in SCALING_PRESETS] + ["Custom: value x gain + offset"], defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.GAIN, "Custom gain", QgsProcessingParameterNumber.Double,
-                                                       1.0, optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.OFFSET, "Custom offset",
-                                                       QgsProcessingParameterNumber.Double, 0.0, optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.DILATION, "Dilation of clouds and shadows in pixels",
-                                                       QgsProcessingParameterNumber.Integer, 3, minValue=0,
-                                                       maxValue=500))
+        self.add_detector_parameters(self.TARGET, dilation=3)
         self.addParameter(QgsProcessingParameterEnum(self.REGISTRATION, "Registration",
                                                      [label for _, label in REGISTRATION_CHOICES], defaultValue=0))
         advanced = [QgsProcessingParameterEnum(self.TRANSFORM, "Transform", [t[1] for t in TRANSFORMS],
@@ -173,12 +149,12 @@ class PrepareDatesAlgorithm(CloudFreeAlgorithm):
         from ..models.detection import DetectionOptions
         from ..models.stack import PrepareOptions
 
-        detection = DetectionOptions(product=PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
+        detection = DetectionOptions(product=self.product(parameters, context),
                                      dilation=self.parameterAsInt(parameters, self.DILATION, context),
                                      device=device_value(self, parameters, context, self.DEVICE))
         mode = REGISTRATION_CHOICES[self.parameterAsEnum(parameters, self.REGISTRATION, context)][0]
-        return PrepareOptions(roles=DetectCloudsAlgorithm.band_roles(self, parameters, context),
-                              scaling=DetectCloudsAlgorithm.scaling(self, parameters, context), detection=detection,
+        return PrepareOptions(roles=self.band_roles(parameters, context),
+                              scaling=self.scaling(parameters, context), detection=detection,
                               registration=mode,
                               transform=TRANSFORMS[self.parameterAsEnum(parameters, self.TRANSFORM, context)][0],
                               band=self.parameterAsInt(parameters, self.REGISTRATION_BAND, context) or None)

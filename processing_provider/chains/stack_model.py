@@ -84,7 +84,7 @@ def _advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParam
 
 def model_parameters() -> list:
     """The model's inputs (their names are the ids headless calls use), in the order the dialog shows them."""
-    from .. import detect_clouds as dc
+    from .. import detector_parameters as dc
     from ..prepare_dates import REGISTRATION_CHOICES
     from ..remove_clouds import RemoveCloudsAlgorithm
 
