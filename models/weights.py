@@ -81,14 +81,15 @@ def write_atomic(path: str, state: dict, metadata: ModelMetadata | None = None) 
 
 
 def read_metadata(path: str) -> ModelMetadata:
-    """Read only the header of a model file (cheap; no tensors are loaded)."""
+    """Read only the header of a model file (cheap; no tensors are loaded, and torch is not imported: the
+    dialogs and the Processing help list models this way)."""
     from safetensors import safe_open
 
     name = os.path.basename(str(path))
     if not os.path.isfile(path):
         raise ModelFileError(f"Model file '{path}' does not exist.")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for a damaged header
         raise ModelFileError(f"Model file '{name}' is corrupt or not a safetensors file ({exc}).") from exc

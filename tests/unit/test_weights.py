@@ -105,3 +105,18 @@ def test_files_with_the_retired_scaling_key_still_load(tmp_path):
               metadata={weights.METADATA_KEY: json.dumps(doc)})
     _, back = weights.load_model(str(tmp_path / "old.safetensors"), task="cloud_removal")
     assert back.bands == meta.bands
+
+
+def test_reading_metadata_does_not_import_torch():
+    """The dialogs and the Processing help list the shipped models; that must not load torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import cloudfree_import\n"
+            "from cloudfree.models import catalogue\n"
+            "assert catalogue.shipped_models(), 'no shipped model listed'\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(scripts)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
