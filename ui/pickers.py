@@ -9,11 +9,10 @@ layer ids). Nothing here computes a result.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
-import struct
 import sys
+from dataclasses import asdict
 
 from qgis.core import QgsMapLayerProxyModel, QgsProject, QgsRasterLayer
 from qgis.gui import QgsMapLayerComboBox
@@ -305,31 +304,23 @@ class MaskValues(QListWidget):
 
 # ---------------------------------------------------------------------------------------------- models
 
-PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "pretrained")
-
-
 def model_metadata(path: str) -> dict:
-    """The CloudFree metadata of a model file, read from the safetensors header (8-byte length + JSON), without
-    loading any tensor or importing torch; {} when the file has none."""
+    """The CloudFree metadata of a model file as a dict, read from its header without importing torch
+    (:func:`..models.weights.read_metadata`); {} when the file has none or cannot be read."""
+    from ..models.errors import ModelFileError
+    from ..models.weights import read_metadata
+
     try:
-        with open(path, "rb") as f:
-            length = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(min(length, 50_000_000)))
-        return json.loads(header.get("__metadata__", {}).get("cloudfree", "{}"))
-    except (OSError, ValueError, struct.error):
+        return asdict(read_metadata(path))
+    except (ImportError, ModelFileError):
         return {}
 
 
 def shipped_models(task: str) -> list:
-    """``[(file name, path)]`` of the shipped models of ``task``."""
-    if not os.path.isdir(PRETRAINED):
-        return []
-    found = []
-    for name in sorted(os.listdir(PRETRAINED)):
-        path = os.path.join(PRETRAINED, name)
-        if name.endswith(".safetensors") and model_metadata(path).get("task") == task:
-            found.append((name, path))
-    return found
+    """``[(file name, path)]`` of the shipped models of ``task`` (:mod:`..models.catalogue`)."""
+    from ..models.catalogue import shipped_models as catalogue_models
+
+    return [(os.path.basename(m.path), m.path) for m in catalogue_models((task,))]
 
 
 def held_out_lines(metrics: dict, limit: int = 3) -> list:
