@@ -143,12 +143,17 @@ def four_times(f):
     return slower
 
 
-@pytest.mark.parametrize("faster", ["torch", "onnxruntime"])
-def test_auto_takes_the_engine_measured_faster(faster, tmp_path, monkeypatch):
-    if faster == "torch":
+def make_faster(engine: str, monkeypatch) -> None:
+    """Slow the other engine down four times, so that ``auto`` measures ``engine`` as the faster."""
+    if engine == "torch":
         monkeypatch.setattr(backends, "ort_forward", lambda s, d, real=backends.ort_forward: four_times(real(s, d)))
     else:
         monkeypatch.setattr(networks, "inference_form", lambda m, real=networks.inference_form: four_times(real(m)))
+
+
+@pytest.mark.parametrize("faster", ["torch", "onnxruntime"])
+def test_auto_takes_the_engine_measured_faster(faster, tmp_path, monkeypatch):
+    make_faster(faster, monkeypatch)
     network, _ = load_model(shipped_model("fusion_default.safetensors"))
     runner = backends.prepare(network, "cpu", "auto", tile=32, batch=4, cache=str(tmp_path))
     assert runner.backend == faster and "the faster on 4 tiles" in runner.detail
@@ -158,11 +163,7 @@ def test_auto_takes_the_engine_measured_faster(faster, tmp_path, monkeypatch):
 def test_auto_remembers_its_measurement_for_the_same_situation(faster, tmp_path, monkeypatch):
     """The first run times both engines; a later run with the same network, tile and batch takes the
     remembered engine without timing (an ONNX Runtime pick still verified); another tile times again."""
-    slow = "onnxruntime" if faster == "torch" else "torch"
-    if slow == "onnxruntime":
-        monkeypatch.setattr(backends, "ort_forward", lambda s, d, real=backends.ort_forward: four_times(real(s, d)))
-    else:
-        monkeypatch.setattr(networks, "inference_form", lambda m, real=networks.inference_form: four_times(real(m)))
+    make_faster(faster, monkeypatch)
     network, _ = load_model(shipped_model("fusion_default.safetensors"))
     first = backends.prepare(network, "cpu", "auto", tile=32, batch=4, cache=str(tmp_path))
     assert first.backend == faster and "remembered" not in first.detail
