@@ -53,10 +53,8 @@ class CheckDependenciesAlgorithm(CloudFreeAlgorithm):
         "auto = CUDA when an NVIDIA GPU is present, else CPU. <b>Folder</b>: install somewhere else (add it to "
         "PYTHONPATH yourself).</p>"
         "<p>Outputs: the packages found (<i>INSTALLED</i>, JSON name: version, null when missing), the missing "
-        "requirements (<i>MISSING</i>), their number (<i>MISSING_COUNT</i>), the folder, the pip command and the "
-        "command-line check that installs them (<i>CLI_COMMAND</i>). In words: the packages found, the missing "
-        "requirements, their "
-        "number, the folder, the pip command and the equivalent command-line check.</p>"
+        "requirements (<i>MISSING</i>), their number (<i>MISSING_COUNT</i>), the folder (<i>FOLDER</i>), the pip "
+        "command (<i>COMMAND</i>) and the command-line check that installs them (<i>CLI_COMMAND</i>).</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
