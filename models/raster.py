@@ -270,6 +270,16 @@ def nearest_indices(n_src: int, n_buf: int) -> np.ndarray:
     return np.minimum(np.floor((np.arange(n_buf) + 0.5) * step + 1e-10).astype(int), n_src - 1)
 
 
+def subsample_nearest(arr: np.ndarray, size: tuple) -> np.ndarray:
+    """``arr`` (``(..., h, w)``) reduced to ``size = (w, h)`` by the rule of GDAL's nearest decimation
+    (:func:`nearest_indices`): the pixels a decimated read of the same raster at ``size`` returns when
+    ``arr`` is the raster itself."""
+    h, w = arr.shape[-2:]
+    if (int(size[0]), int(size[1])) == (w, h):
+        return arr
+    return arr[..., nearest_indices(h, int(size[1]))[:, None], nearest_indices(w, int(size[0]))]
+
+
 def _has_overviews(ds: gdal.Dataset, bands: Sequence[int]) -> bool:
     return any(ds.GetRasterBand(int(b)).GetOverviewCount() > 0 for b in bands)
 

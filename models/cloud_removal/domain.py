@@ -37,12 +37,14 @@ def input_range(sources: list, max_size: int = SAMPLE) -> dict:
             "percentiles": [LOW, HIGH]}
 
 
-def outside_fraction(info: RasterInfo, bands: list, stored: dict, max_size: int = SAMPLE) -> float | None:
+def outside_fraction(info: RasterInfo, bands: list, stored: dict, max_size: int = SAMPLE,
+                     sample=None) -> float | None:
     """Share of ``info``'s valid pixels with a band outside the ``stored`` range (None when the model
-    records none, or the band counts differ)."""
+    records none, or the band counts differ). ``sample``: an :class:`~.sample.InputSample` of these
+    bands already read (its pixels are counted instead of a read of ``max_size`` pixels a side)."""
     if not stored or len(stored.get("low", [])) != len(bands):
         return None
-    data = read_decimated(info, bands, max_size, dtype=np.float32)
+    data = read_decimated(info, bands, max_size, dtype=np.float32) if sample is None else sample.values
     valid = valid_mask(data, [info.nodata[b - 1] for b in bands])
     if not valid.any():
         return None

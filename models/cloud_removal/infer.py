@@ -38,6 +38,7 @@ from .domain import outside_fraction, warning
 from .feathering import MaskFeathering
 from .generators import FILL_ARCHITECTURE, GENERATORS
 from .prior import coarse_fill_prior
+from .sample import InputSample, read_input_sample
 from .scaling import ModelScaling, ValueMap, model_scaling
 
 DEFAULT_OVERLAP = 32    # pixels, at most a quarter of the tile (small-tile models keep most of each tile)
@@ -170,12 +171,13 @@ def _remove(model, inputs: CloudyInput, src: RasterInfo, out_path: str, options:
     mask = inputs.mask
     tile = tile_size(model, options)
     options = replace(options, overlap=tile_overlap(options, tile))
-    maps = value_maps(model, inputs)
+    sample = read_input_sample(src, inputs.bands, mask, int(model.scaling.normalization["sample"]))
+    maps = value_maps(model, inputs, sample)
     feathering = mask_feathering(model, inputs, options)
-    outside = outside_fraction(src, inputs.bands, model.meta.training.get("input_range", {}))
+    outside = outside_fraction(src, inputs.bands, model.meta.training.get("input_range", {}), sample=sample)
     t0 = time.perf_counter()
     use_prior = model.uses_fill and mask is not None
-    with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, maps.image)
+    with (coarse_fill_prior(src, inputs.bands, mask, inputs.mask_values, maps.image, sample)
           if use_prior else nullcontext()) as prior:
         runner = run_generator(model, inputs, maps, prior, feathering, out_path, tile, options, progress, cancelled)
     result = summary(out_path, model, inputs, tile, options, maps, feathering, time.perf_counter() - t0)
@@ -283,12 +285,12 @@ def tile_overlap(options: RemovalOptions, tile: int) -> int:
     return int(options.overlap)
 
 
-def value_maps(model: RemovalModel, inputs: CloudyInput) -> ValueMaps:
+def value_maps(model: RemovalModel, inputs: CloudyInput, sample: InputSample | None = None) -> ValueMaps:
     """The image's map to network space (its clear-pixel statistics, or the model's fixed map) and the auxiliary
-    rasters' maps."""
+    rasters' maps. ``sample``: the input's bands and mask already read (:mod:`.sample`)."""
     base = inputs.prepared.base if inputs.prepared is not None else None  # an overcast image: the guides' range
     image = model.scaling.image_map(inputs.src, inputs.bands, mask=inputs.mask, mask_values=inputs.mask_values,
-                                    fallback=base)
+                                    fallback=base, sample=sample)
     return ValueMaps(image, [model.scaling.aux_map(a, b) for a, b in inputs.aux])
 
 

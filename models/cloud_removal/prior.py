@@ -30,16 +30,22 @@ def coarse_size(src: RasterInfo, size: int = PRIOR_SIZE) -> tuple:
 
 
 def coarse_fill(src: RasterInfo, bands, mask: RasterInfo, mask_values, image_map: ValueMap,
-                size: tuple) -> np.ndarray:
+                size: tuple, sample=None) -> np.ndarray:
     """``(bands, h, w)`` fill (in network space, through ``image_map``) of the masked and nodata pixels on the
-    coarse grid ``size = (w, h)``."""
+    coarse grid ``size = (w, h)``. ``sample``: an :class:`~.sample.InputSample` of these bands and this mask
+    at least that large, reduced instead of reading the raster again."""
     import torch
 
     from ..networks import smooth_fill
 
-    img = read_decimated(src, bands, 0, size=size)
+    if sample is not None and sample.size[0] >= size[0] and sample.size[1] >= size[1]:
+        small = sample.reduced(size)
+        img, m = small.values, small.mask
+    else:
+        img = read_decimated(src, bands, 0, size=size)
+        m = read_decimated(mask, [1], 0, size=size, dtype=None)[0]
     valid = valid_mask(img, [src.nodata[b - 1] for b in bands])
-    known = valid & ~np.isin(read_decimated(mask, [1], 0, size=size, dtype=None)[0], mask_values)
+    known = valid & ~np.isin(m, mask_values)
     xn = image_map.to_network(img)
     xn[:, ~known] = 0.0
     with torch.no_grad():
@@ -64,11 +70,12 @@ def _write_upsampled(src: RasterInfo, filled: np.ndarray, tif: str, vrt: str) ->
 
 @contextmanager
 def coarse_fill_prior(src: RasterInfo, bands, mask: RasterInfo, mask_values,
-                      image_map: ValueMap) -> Iterator[RasterInfo]:
-    """The prior as a raster on ``src``'s grid (one band per selected band), deleted when the block ends."""
+                      image_map: ValueMap, sample=None) -> Iterator[RasterInfo]:
+    """The prior as a raster on ``src``'s grid (one band per selected band), deleted when the block ends
+    (``sample``: see :func:`coarse_fill`)."""
     from osgeo import gdal
 
-    filled = coarse_fill(src, bands, mask, mask_values, image_map, coarse_size(src))
+    filled = coarse_fill(src, bands, mask, mask_values, image_map, coarse_size(src), sample)
     tag = uuid.uuid4().hex[:8]
     tif, vrt = f"/vsimem/cloudfree_prior_{tag}.tif", f"/vsimem/cloudfree_prior_{tag}.vrt"
     try:

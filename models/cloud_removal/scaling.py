@@ -106,13 +106,15 @@ class ModelScaling:
         return NORMALIZATION_SCHEME if self.fixed is None else FIXED_SCHEME
 
     def image_map(self, info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo | None = None,
-                  mask_values: Sequence[float] = (1, 2), fallback: RasterInfo | None = None) -> ValueMap:
+                  mask_values: Sequence[float] = (1, 2), fallback: RasterInfo | None = None,
+                  sample=None) -> ValueMap:
         """The map of the bands the model generates: the fixed one, or this image's clear-pixel statistics
-        (``fallback``'s valid pixels when the image has almost none clear: :func:`image_statistics`)."""
+        (``fallback``'s valid pixels when the image has almost none clear: :func:`image_statistics`;
+        ``sample``: the input already read, see there)."""
         if self.fixed is not None:
             return self.fixed
         return PercentileMap(image_statistics(info, bands, mask=mask, mask_values=mask_values,
-                                              normalization=self.normalization, fallback=fallback),
+                                              normalization=self.normalization, fallback=fallback, sample=sample),
                              self.normalization)
 
     def aux_map(self, info: RasterInfo, bands: Sequence[int]) -> PercentileMap:
@@ -162,7 +164,7 @@ def unknown_scheme(model_path: str, scheme) -> ModelFileError:
 def image_statistics(info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo | None = None,
                      mask_values: Sequence[float] = (1, 2), clear_values: Sequence[float] | None = None,
                      rows: tuple | None = None, normalization: dict | None = None,
-                     fallback: RasterInfo | None = None) -> dict:
+                     fallback: RasterInfo | None = None, sample=None) -> dict:
     """Per-band ``low``/``high`` percentiles of the clear, valid pixels of ``info``.
 
     Clear pixels: with ``clear_values`` the mask values that mean clear, else pixels whose
@@ -172,16 +174,20 @@ def image_statistics(info: RasterInfo, bands: Sequence[int], *, mask: RasterInfo
     when fewer than 100 clear pixels are found, or to the valid pixels of ``fallback`` (a raster
     in the same units with as many bands, e.g. the colour-matched guide dates of an overcast
     image, whose own pixels are all cloud) when it is given. Reads are decimated to at most
-    ``normalization["sample"]`` pixels a side.
+    ``normalization["sample"]`` pixels a side. ``sample``: an :class:`~.sample.InputSample` of these
+    bands and this mask, read at that size already (whole raster only), used instead of reading.
     """
     norm = settings(normalization)
-    rows = rows if rows is not None else (0, info.height)
-    data = read_decimated(info, bands, int(norm["sample"]), rows=rows)
+    if sample is not None and rows is None:
+        data, m = sample.values, sample.mask
+    else:
+        rows = rows if rows is not None else (0, info.height)
+        data = read_decimated(info, bands, int(norm["sample"]), rows=rows)
+        m = None if mask is None else read_decimated(mask, [1], int(norm["sample"]), rows=rows, dtype=None,
+                                                     size=(data.shape[2], data.shape[1]))[0]
     valid = valid_mask(data, [info.nodata[b - 1] for b in bands])
     clear = valid
     if mask is not None:
-        m = read_decimated(mask, [1], int(norm["sample"]), rows=rows, dtype=None,
-                           size=(data.shape[2], data.shape[1]))[0]
         if clear_values is not None:
             clear = valid & np.isin(m, np.asarray(clear_values))
         else:

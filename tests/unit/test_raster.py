@@ -160,3 +160,14 @@ def test_decimated_read_by_rows_takes_the_pixels_gdal_takes(tmp_path, options):
             finally:
                 raster.ROWS_READ_BYTES = saved
             np.testing.assert_array_equal(got, want, err_msg=str(kw))
+
+
+def test_subsample_nearest_of_the_whole_raster_is_gdals_decimated_read(tmp_path):
+    """Reducing the full-resolution array by the nearest rule gives exactly what GDAL's decimated read of
+    the file returns (the rule the shared input sample of remove_clouds reduces by)."""
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 60000, size=(2, 301, 433)).astype(np.uint16)
+    info = raster.raster_info(raster.write_array(str(tmp_path / "s.tif"), data))
+    for size in ((433, 301), (200, 150), (97, 211), (1, 1)):
+        want = raster.read_decimated(info, [1, 2], 0, size=size, resample="nearest", dtype=None)
+        np.testing.assert_array_equal(raster.subsample_nearest(data, size), want, err_msg=str(size))

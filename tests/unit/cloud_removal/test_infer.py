@@ -161,3 +161,46 @@ def test_feathering_keeps_float64_clear_pixels_exact_though_the_tiler_copy_is_fl
     out = feathering(blended, 0, np.ones((8, 10), bool), values.astype(np.float32))
     clear = mask[0] == 0
     assert np.array_equal(out[:, clear], values[:, clear]) and (out[:, ~clear] == -1.0).all()
+
+
+def test_remove_clouds_decompresses_the_whole_input_once_before_the_tiles(shared_data, tmp_path, monkeypatch):
+    """The statistics, the training-range check and the coarse fill prior share one decimated read of the
+    input and one of the mask (they made three of each, each a pass over every block of a compressed file),
+    and what they compute from it is what their own reads gave where those were exact (a raster no larger
+    than the sample)."""
+    from cloudfree.models import raster
+    from cloudfree.models.cloud_removal import domain, prior
+    from cloudfree.models.cloud_removal.infer import cloudy_input, load_removal_model, value_maps
+    from cloudfree.models.cloud_removal.sample import read_input_sample
+    from cloudfree.models.weights import shipped_model
+
+    p = shared_data / "s2_cloud_pair"
+    src, mask = raster_info(str(p / "cloudy.tif")), raster_info(str(p / "mask.tif"))
+    model_path = shipped_model("cloud_removal_small.safetensors")
+    reads = []
+    real = raster.read_decimated
+
+    def counting(info, *args, **kwargs):
+        reads.append(info.path)
+        return real(info, *args, **kwargs)
+
+    for module in ("infer", "sample", "scaling", "domain", "prior"):
+        target = __import__(f"cloudfree.models.cloud_removal.{module}", fromlist=["x"])
+        if hasattr(target, "read_decimated"):
+            monkeypatch.setattr(target, "read_decimated", counting)
+    cr.remove_clouds(src, str(tmp_path / "o.tif"), model_path, bands=[2, 3, 4, 8], mask=mask, mask_values=(1, 2),
+                     options=cr.RemovalOptions(tile=64, overlap=16, device="cpu", backend="torch"))
+    assert reads.count(src.path) == 1 and reads.count(mask.path) == 1
+    monkeypatch.undo()
+
+    inputs = cloudy_input(src, [2, 3, 4, 8], mask, (1, 2), None)
+    model = load_removal_model(model_path, inputs, "cpu")
+    sample = read_input_sample(src, inputs.bands, mask, 1024)  # 256 px: the sample is the raster itself
+    assert value_maps(model, inputs, sample).image.to_dict() == value_maps(model, inputs).image.to_dict()
+    stored = {"low": [400.0, 500.0, 300.0, 1500.0], "high": [1500.0, 1800.0, 2000.0, 4000.0]}  # a range to test
+    assert domain.outside_fraction(src, inputs.bands, stored, sample=sample) == \
+        domain.outside_fraction(src, inputs.bands, stored, max_size=1024)
+    image_map = value_maps(model, inputs).image
+    np.testing.assert_array_equal(
+        prior.coarse_fill(src, inputs.bands, mask, inputs.mask_values, image_map, (100, 100), sample),
+        prior.coarse_fill(src, inputs.bands, mask, inputs.mask_values, image_map, (100, 100)))
