@@ -73,10 +73,21 @@ def to_network(x: np.ndarray, stats: dict, *, target: float, clip: float, beyond
 
 
 def from_network(y: np.ndarray, stats: dict, *, target: float) -> np.ndarray:
-    """Inverse of :func:`to_network` inside ``+-clip`` (no undoing of the clip or compression), float64."""
+    """Inverse of :func:`to_network` inside ``+-clip`` (no undoing of the clip or compression).
+
+    float32 network outputs come back as float32, in one multiply and one add (the generated tiles
+    of the tiler, which it blends as float32 anyway); anything else as float64."""
     mid, half = mid_half(stats)
+    return _affine(y, half / target, mid)
+
+
+def _affine(y: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``y * scale + offset`` per channel, in float32 for float32 ``y`` (else float64), into one new array."""
+    dtype = np.float32 if y.dtype == np.float32 else np.float64
     shape = _channel_shape(y.ndim)
-    return y.astype(np.float64) / target * half.reshape(shape) + mid.reshape(shape)
+    out = np.multiply(y, np.asarray(scale, dtype=dtype).reshape(shape), dtype=dtype)
+    out += np.asarray(offset, dtype=dtype).reshape(shape)
+    return out
 
 
 def compress(y, clip: float):
@@ -189,10 +200,8 @@ class FixedScaling:
         return np.nan_to_num(y, nan=0.0).astype(np.float32)
 
     def from_network(self, y: np.ndarray) -> np.ndarray:
-        shape = _channel_shape(y.ndim)
-        off = np.asarray(self.offset, dtype=np.float64).reshape(shape)
-        sc = np.asarray(self.scale, dtype=np.float64).reshape(shape)
-        return y.astype(np.float64) * sc + off
+        """Network space -> values (float32 for float32 ``y``, as :func:`from_network`)."""
+        return _affine(y, np.asarray(self.scale, dtype=np.float64), np.asarray(self.offset, dtype=np.float64))
 
     def to_dict(self) -> dict:
         """The ``normalization`` entry of a model file."""

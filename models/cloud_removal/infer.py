@@ -380,7 +380,7 @@ class GeneratorTiles:
             prior = torch.from_numpy(np.ascontiguousarray(batch[:, pos:pos + nb], dtype=np.float32)).to(dev)
         with torch.inference_mode():
             y = (self.runner(x, prior) if prior is not None else self.runner(x)).float().cpu().numpy()
-        return self.maps.image.from_network(y).astype(np.float32)
+        return self.maps.image.from_network(y).astype(np.float32, copy=False)  # float32 already
 
 
 def run_generator(model: RemovalModel, inputs: CloudyInput, maps: ValueMaps,

@@ -211,7 +211,7 @@ def normalize(x: np.ndarray, stats: dict, normalization: dict | None = None) -> 
 
 
 def denormalize(y: np.ndarray, stats: dict, normalization: dict | None = None) -> np.ndarray:
-    """Inverse of :func:`normalize` (without the clip), as float64."""
+    """Inverse of :func:`normalize` (without the clip): float32 for float32 ``y``, else float64."""
     return from_network(y, stats, target=settings(normalization)["target"])
 
 

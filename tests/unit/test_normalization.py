@@ -83,3 +83,16 @@ def test_fixed_scaling_learned_presets_and_round_trip():
     np.testing.assert_allclose(l8.to_network(np.array([[[dn]]])), [[[-0.5]]], atol=1e-5)
     with pytest.raises(InputError, match="Unknown reflectance preset 'sentinel3'"):
         nz.FixedScaling.preset("sentinel3", 4)
+
+
+def test_from_network_keeps_float32_tiles_float32_and_agrees_with_float64():
+    """The tiler's generated tiles (float32) come back in float32, within a float32 rounding of the float64
+    mapping; float64 input stays float64 (both schemes)."""
+    rng = np.random.default_rng(2)
+    y32 = rng.uniform(-1.2, 1.2, (2, 3, 16, 16)).astype(np.float32)
+    stats = {"low": [120.0, 300.0, 2000.0], "high": [1800.0, 2500.0, 9000.0]}
+    fixed = nz.FixedScaling(offset=(10.0, 20.0, 30.0), scale=(1000.0, 2000.0, 5000.0), clip=2.0, source="test")
+    for inverse in (lambda y: nz.from_network(y, stats, target=0.8), fixed.from_network):
+        got, exact = inverse(y32), inverse(y32.astype(np.float64))
+        assert got.dtype == np.float32 and exact.dtype == np.float64
+        np.testing.assert_allclose(got, exact, rtol=2e-7 * 4, atol=1e-3)
