@@ -61,15 +61,23 @@ def to_network(x: np.ndarray, stats: dict, *, target: float, clip: float, beyond
     mid, half = mid_half(stats)
     shape = _channel_shape(x.ndim)
     dtype = np.float32 if x.dtype == np.float32 else np.float64
-    y = (x - mid.astype(dtype).reshape(shape)) / half.astype(dtype).reshape(shape) * dtype(target)
-    if beyond == "log":  # only the few values past the clip are compressed
-        a = np.abs(y)
-        over = a > clip
-        if over.any():
-            y[over] = np.copysign(clip + np.log1p(a[over] - clip), y[over])
-    else:
-        np.clip(y, -clip, clip, out=y)
-    return np.nan_to_num(y, nan=0.0, copy=False).astype(np.float32, copy=False)
+    y = np.subtract(x, mid.astype(dtype).reshape(shape), dtype=dtype)
+    y *= (target / half).astype(dtype).reshape(shape)
+    # the range first (two fast reductions; NaN and infinities show there): most tiles need no clip and hold no NaN,
+    # and the passes that fix them are skipped
+    lo, hi = y.min(initial=np.inf), y.max(initial=-np.inf)
+    finite = bool(np.isfinite(lo) and np.isfinite(hi))
+    if not finite or lo < -clip or hi > clip:
+        if beyond == "log":  # only the few values past the clip are compressed
+            over = np.abs(y) > clip
+            v = y[over]
+            y[over] = np.copysign(clip + np.log1p(np.abs(v) - clip), v)
+        else:
+            np.clip(y, -clip, clip, out=y)
+    if not finite:  # NaN -> 0, infinities -> the largest float32 (finite once cast)
+        big = float(np.finfo(np.float32).max)
+        np.nan_to_num(y, nan=0.0, posinf=big, neginf=-big, copy=False)
+    return y.astype(np.float32, copy=False)
 
 
 def from_network(y: np.ndarray, stats: dict, *, target: float) -> np.ndarray:

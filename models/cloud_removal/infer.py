@@ -327,7 +327,8 @@ class GeneratorTiles:
         unused band."""
         nb, inputs = self.nb, self.inputs
         x_img = self.maps.image.to_network(batch[:, :nb])  # float32 tiles, mapped in float32
-        x_img[np.broadcast_to(~valid[:, None], x_img.shape)] = 0.0
+        if not valid.all():  # (a boolean assignment costs as much as the mapping even when it changes nothing)
+            x_img[np.broadcast_to(~valid[:, None], x_img.shape)] = 0.0
         parts = [x_img]
         pos = nb
         if inputs.mask is not None:

@@ -96,3 +96,30 @@ def test_from_network_keeps_float32_tiles_float32_and_agrees_with_float64():
         got, exact = inverse(y32), inverse(y32.astype(np.float64))
         assert got.dtype == np.float32 and exact.dtype == np.float64
         np.testing.assert_allclose(got, exact, rtol=2e-7 * 4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beyond", ["clip", "log"])
+def test_to_network_equals_the_plain_formula_with_nan_infinities_and_values_past_the_clip(dtype, beyond):
+    """The fast path (range checked first, fixes only where needed) gives the plain formula's values:
+    (x - mid) / half * target, clipped or log-compressed past the clip, NaN -> 0, infinities -> finite."""
+    rng = np.random.default_rng(4)
+    stats = {"low": [100.0, 0.0], "high": [900.0, 1.0]}
+    for x in (rng.uniform(200, 800, (2, 2, 8, 8)), rng.uniform(-5000, 5000, (2, 2, 8, 8))):
+        x = x.astype(dtype)
+        if x.max() > 1000:
+            x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+        mid, half = nz.mid_half(stats)
+        y = (x.astype(np.float64) - mid[:, None, None]) / half[:, None, None] * 0.8
+        if beyond == "log":
+            a = np.abs(y)
+            with np.errstate(invalid="ignore"):
+                y = np.where(a > 2.0, np.copysign(2.0 + np.log1p(np.maximum(a - 2.0, 0)), y), y)
+        else:
+            y = np.clip(y, -2.0, 2.0)
+        want = np.nan_to_num(y, nan=0.0).astype(np.float32)
+        got = nz.to_network(x, stats, target=0.8, clip=2.0, beyond=beyond)
+        assert got.dtype == np.float32
+        finite = np.isfinite(want) & (np.abs(want) < 1e30)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6, atol=1e-6)
+        assert np.isfinite(got).all()
