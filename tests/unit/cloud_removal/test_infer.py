@@ -204,3 +204,19 @@ def test_remove_clouds_decompresses_the_whole_input_once_before_the_tiles(shared
     np.testing.assert_array_equal(
         prior.coarse_fill(src, inputs.bands, mask, inputs.mask_values, image_map, (100, 100), sample),
         prior.coarse_fill(src, inputs.bands, mask, inputs.mask_values, image_map, (100, 100)))
+
+
+def test_feather_weights_are_the_exact_euclidean_distance_into_the_mask():
+    """OpenCV's precise distance transform gives scipy's exact Euclidean distances, image borders included
+    (masks touching the edge, long thin clouds, a mask with one clear pixel)."""
+    from scipy.ndimage import binary_dilation, distance_transform_edt
+
+    rng = np.random.default_rng(7)
+    masks = [binary_dilation(rng.random((120, 300)) < 0.01, iterations=k) for k in (1, 3, 9)]
+    one_clear = np.ones((40, 50), dtype=bool)
+    one_clear[39, 0] = False
+    masks += [one_clear, np.eye(64, dtype=bool) | np.eye(64, dtype=bool)[::-1]]
+    for m in masks:
+        for feather in (1.5, 4.0, 25.0):
+            want = np.clip(distance_transform_edt(m) / feather, 0.0, 1.0)
+            np.testing.assert_allclose(cr.feather_weights(m, feather), want, atol=1e-4)
