@@ -117,16 +117,16 @@ def weight_profile(layout: TileLayout) -> np.ndarray:
 def cast_output(values: np.ndarray, dtype, out: np.ndarray | None = None) -> np.ndarray:
     """Round and clip to the range of an integer type; plain cast for floats.
 
-    With ``out`` the result goes there and ``values`` (float) is rounded and clipped in
-    place, so no temporary array is made.
+    With ``out`` the result goes there (``values``, float, is clipped in place on the way), so no
+    temporary array is made.
     """
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         if out is None:
             return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-        values = np.rint(values, out=values)
-        np.clip(values, info.min, info.max, out=values)
+        np.clip(values, info.min, info.max, out=values)  # clipped then rounded: the same as rounded then clipped
+        return np.rint(values, out=out, casting="unsafe")  # rounded straight into the integer block
     elif out is None:
         return values.astype(dtype)
     np.copyto(out, values, casting="unsafe")

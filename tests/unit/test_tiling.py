@@ -128,3 +128,18 @@ def test_bad_tile_settings_and_wrong_network_outputs_are_engine_errors(tmp_path)
         tiling.run_tiled(lambda b, v: b[:, :1], src, str(tmp_path / "b.tif"), tile=32, overlap=8)
     assert issubclass(InputError, CloudFreeError) and issubclass(ModelFileError, CloudFreeError)
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32])
+def test_cast_output_into_a_block_equals_the_plain_cast(dtype):
+    """Clipping in place, then rounding straight into the block, gives what rounding then clipping gives,
+    at halves (to even), past both ends of the type's range and for negative values."""
+    from cloudfree.models.tiling import cast_output
+
+    info = np.iinfo(dtype)
+    values = np.array([[-70000.6, -1.5, -0.5, -0.4, 0.5, 1.5, 2.5, 254.5, 255.4, 255.6, 32767.5, 65535.49,
+                        65535.5, 70000.0, float(info.max) + 0.6, float(info.min) - 0.6]])
+    want = cast_output(values.copy(), dtype)
+    got = cast_output(values.copy(), dtype, out=np.empty(values.shape, dtype=dtype))
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, want)
