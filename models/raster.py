@@ -69,10 +69,15 @@ class RasterInfo:
         return crs_label(self.crs_wkt)
 
     def dataset(self) -> gdal.Dataset:
-        """The raster opened read-only, once: later calls return the same dataset."""
+        """The raster opened read-only, once: later calls return the same dataset.
+
+        This handle decompresses the blocks of one read on every core (GDAL_NUM_THREADS=ALL_CPUS,
+        honoured by GeoTIFF and JPEG 2000): the whole-raster reads made before the tiles run (image
+        statistics, coarse prior) have the machine to themselves (4096^2 x 4 bands, ZSTD: 0.88 ->
+        0.5 s on two cores). The tiler's own handles, read while the network runs, stay on one thread."""
         ds = self.__dict__.get("_dataset")
         if ds is None:
-            ds = open_raster(self.path, self.name)
+            ds = open_raster(self.path, self.name, decode_threads="ALL_CPUS")
             object.__setattr__(self, "_dataset", ds)
         return ds
 
@@ -99,15 +104,22 @@ def crs_label(wkt: str) -> str:
     return f"{name}:{code}" if code else (srs.GetName() or "unknown CRS")
 
 
-def open_raster(path: str, name: str | None = None) -> gdal.Dataset:
-    """Open a raster read-only, with an error that names the layer when it fails."""
+def open_raster(path: str, name: str | None = None, decode_threads: str | None = None) -> gdal.Dataset:
+    """Open a raster read-only, with an error that names the layer when it fails. ``decode_threads``:
+    GDAL_NUM_THREADS for this dataset's block decompression (``"ALL_CPUS"``, a number; None: GDAL's setting)."""
     label = name or os.path.basename(str(path))
     if not path or (not str(path).startswith("/vsi") and not os.path.exists(path)):
         raise InputError(f"Layer '{label}': file not found ({path}).")
+    previous = gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
+    if decode_threads is not None:  # read by the drivers when they open the file
+        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", str(decode_threads))
     try:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as exc:
         raise InputError(f"Layer '{label}': GDAL cannot read it ({exc}).") from exc
+    finally:
+        if decode_threads is not None:
+            gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", previous)
     if ds is None or ds.RasterCount == 0:
         raise InputError(f"Layer '{label}': not a raster with at least one band ({path}).")
     return ds

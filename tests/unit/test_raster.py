@@ -171,3 +171,22 @@ def test_subsample_nearest_of_the_whole_raster_is_gdals_decimated_read(tmp_path)
     for size in ((433, 301), (200, 150), (97, 211), (1, 1)):
         want = raster.read_decimated(info, [1, 2], 0, size=size, resample="nearest", dtype=None)
         np.testing.assert_array_equal(raster.subsample_nearest(data, size), want, err_msg=str(size))
+
+
+def test_the_shared_handle_decodes_on_every_core_and_leaves_gdals_setting_as_it_was(tmp_path):
+    """RasterInfo.dataset() opens with GDAL_NUM_THREADS=ALL_CPUS for its block decompression (same values
+    as a plain handle) and puts the thread's setting back, so the tiler's own handles stay on one thread."""
+    data = np.random.default_rng(1).integers(0, 5000, size=(3, 600, 700)).astype(np.uint16)
+    path = str(tmp_path / "z.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 700, 600, 3, gdal.GDT_UInt16,
+                                              ["TILED=YES", "COMPRESS=ZSTD", "BLOCKXSIZE=128", "BLOCKYSIZE=128"])
+    ds.WriteArray(data)
+    ds = None
+    gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", "1")
+    try:
+        info = raster.raster_info(path)
+        np.testing.assert_array_equal(info.dataset().ReadAsArray(), data)
+        assert gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None) == "1"
+        np.testing.assert_array_equal(raster.open_raster(path).ReadAsArray(), data)
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
