@@ -63,8 +63,15 @@ def to_network(x: np.ndarray, stats: dict, *, target: float, clip: float, beyond
     dtype = np.float32 if x.dtype == np.float32 else np.float64
     y = np.subtract(x, mid.astype(dtype).reshape(shape), dtype=dtype)
     y *= (target / half).astype(dtype).reshape(shape)
-    # the range first (two fast reductions; NaN and infinities show there): most tiles need no clip and hold no NaN,
-    # and the passes that fix them are skipped
+    return _limited(y, clip, beyond)
+
+
+def _limited(y: np.ndarray, clip: float, beyond: str) -> np.ndarray:
+    """``y`` (modified in place) clipped to ``+-clip`` or log-compressed past it (``beyond``), NaN -> 0,
+    infinities -> the largest float32, as float32.
+
+    The range first (two fast reductions; NaN and infinities show there): most tiles need no clip
+    and hold no NaN, and the passes that fix them are skipped."""
     lo, hi = y.min(initial=np.inf), y.max(initial=-np.inf)
     finite = bool(np.isfinite(lo) and np.isfinite(hi))
     if not finite or lo < -clip or hi > clip:
@@ -74,7 +81,7 @@ def to_network(x: np.ndarray, stats: dict, *, target: float, clip: float, beyond
             y[over] = np.copysign(clip + np.log1p(np.abs(v) - clip), v)
         else:
             np.clip(y, -clip, clip, out=y)
-    if not finite:  # NaN -> 0, infinities -> the largest float32 (finite once cast)
+    if not finite:
         big = float(np.finfo(np.float32).max)
         np.nan_to_num(y, nan=0.0, posinf=big, neginf=-big, copy=False)
     return y.astype(np.float32, copy=False)
@@ -204,8 +211,7 @@ class FixedScaling:
         shape = _channel_shape(x.ndim)
         off = np.asarray(self.offset, dtype=np.float64).reshape(shape)
         sc = np.asarray(self.scale, dtype=np.float64).reshape(shape)
-        y = np.clip((x - off) / sc, -self.clip, self.clip)
-        return np.nan_to_num(y, nan=0.0).astype(np.float32)
+        return _limited((x - off) / sc, self.clip, "clip")  # the same clip and NaN passes as the per-image map
 
     def from_network(self, y: np.ndarray) -> np.ndarray:
         """Network space -> values (float32 for float32 ``y``, as :func:`from_network`)."""
