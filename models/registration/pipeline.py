@@ -92,7 +92,8 @@ def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transfo
     ``outputs``: a :class:`RegistrationOutputs`, or just the path of the registered raster, or
     ``None`` to only estimate the transform. ``transform``: one of :data:`TRANSFORMS`;
     ``method``: one of :data:`METHODS` (``auto``: ``structure`` when either layer is radar, else
-    ``sift``, what measured best on each modality pair, README); ``bands``: (reference band, sensed band); ``masks`` =
+    ``sift``, what measured best on each modality pair, README; and ``structure`` when SIFT finds
+    no consistent transform between two optical images, as between seasons); ``bands``: (reference band, sensed band); ``masks`` =
     (reference mask, sensed mask): each ``None``, a boolean array of the raster's shape or a
     raster (path or RasterInfo, same size) where True / non-zero marks pixels to ignore
     (clouds, shadows...). Raises :class:`InputError` (nothing written) for no overlap, too few
@@ -106,7 +107,7 @@ def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transfo
     match, refine = match or MatchOptions(), refine or RefineOptions()
     check_arguments(reference, sensed, transform, method, outputs)
     radar = (looks_like_radar(reference), looks_like_radar(sensed))
-    method = choose_method(method, radar)
+    requested, method = method, choose_method(method, radar)
     net = load_descriptor(match.descriptor_model_path)[0] if method == "sift_cnn" else None
     report(progress, 0.0, "Checking the overlap")
     if overlap_fraction(sensed, reference) <= 0:
@@ -118,15 +119,11 @@ def register(reference: RasterInfo, sensed: RasterInfo, outputs=None, *, transfo
         masks = masks or (None, None)
         sources = (BandSource(reference, bands[0], masks[0], "reference"),
                    BandSource(sensed_work, bands[1], masks[1], "sensed"))
-        if method == "structure":  # dense, sub-pixel tie points already: no intensity phase correlation
-            found = structure_correspondences(sources, grid_to_sensed, transform, structure or StructureOptions(),
-                                              radar, match.max_detect_pixels, progress, cancelled)
-            refined = True
-        else:
-            found = match_keypoints(sources, grid_to_sensed, transform, net, match, tps_smoothing, progress,
-                                    cancelled)
-            refined = refine.enabled and refine_correspondences(found, sources, grid_to_sensed, transform, refine,
-                                                                progress, cancelled)
+        found, method = correspondences(sources, grid_to_sensed, transform, method, requested, net, match,
+                                        structure or StructureOptions(), radar, tps_smoothing, progress, cancelled)
+        refined = method == "structure" or (  # structure: dense, sub-pixel tie points already
+            refine.enabled and refine_correspondences(found, sources, grid_to_sensed, transform, refine, progress,
+                                                      cancelled))
         result = final_fit(found, refined, grid_to_sensed, reference, transform, method, tps_smoothing, progress)
         if check_points is not None:
             result.rms_check, result.n_check = check_point_rms(result, reference, sensed_work, check_points)
@@ -151,6 +148,33 @@ def check_arguments(reference: RasterInfo, sensed: RasterInfo, transform: str, m
 
 
 # --------------------------------------------------------------------------- keypoints and matches
+
+
+def correspondences(sources: tuple, grid_to_sensed: np.ndarray, transform: str, method: str, requested: str, net,
+                    match: MatchOptions, structure: StructureOptions, radar: tuple, tps_smoothing: float,
+                    progress=None, cancelled=None) -> tuple:
+    """``(correspondences, method that found them)``. With ``auto`` on two optical images, SIFT
+    first, and when SIFT finds no consistent transform (other seasons: keypoints that do not
+    repeat, contrasts that invert) the ``structure`` method, with a log line; when both fail, the
+    error gives both reasons."""
+    if method == "structure":
+        return structure_correspondences(sources, grid_to_sensed, transform, structure, radar,
+                                         match.max_detect_pixels, progress, cancelled), method
+    try:
+        return match_keypoints(sources, grid_to_sensed, transform, net, match, tps_smoothing, progress,
+                               cancelled), method
+    except InputError as sift_error:
+        if requested != "auto":
+            raise
+        log.info("SIFT found no transform (%s); trying the structure method.", sift_error)
+        report(progress, 0.1, "SIFT found no consistent transform; trying the structure method")
+        try:
+            found = structure_correspondences(sources, grid_to_sensed, transform, structure, radar,
+                                              match.max_detect_pixels, progress, cancelled)
+        except InputError as structure_error:
+            raise InputError(f"SIFT: {sift_error} Structure method: {structure_error}") from None
+        found.stages["fallback_from"] = "sift"
+        return found, "structure"
 
 
 def match_keypoints(sources: tuple, grid_to_sensed: np.ndarray, transform: str, net, match: MatchOptions,

@@ -45,6 +45,7 @@ SMOOTHING = 1.2        # Gaussian sigma (pixels) of the feature channels (chosen
 SEARCH_PIXELS = 160    # the global search runs on images of at most about this many pixels a side
 MIN_OVERLAP = 0.35     # a shift is scored only when this share of the smaller image overlaps
 LEE_WINDOW = 3         # pixels a side of the Lee speckle filter (chosen on the development pairs)
+MAX_WINDOWS = 2500     # local matching windows at most (about): a large image gets a sparser grid, not more windows
 
 
 @dataclass(frozen=True)
@@ -327,13 +328,14 @@ def local_tie_points(ref: tuple, sen: tuple, h: np.ndarray, options: StructureOp
                      cancelled=None) -> tuple:
     """``(reference points, sensed points, 1 - NCC)`` (frame pixels) of windows on a grid matched
     by NCC of their features over shifts up to ``radius`` around the estimate ``h`` (reference ->
-    sensed frame). Windows must be at least 90 % valid in both images."""
+    sensed frame). Windows must be at least 90 % valid in both images; the grid's step is a third of
+    a window, or wider on a large image so that about :data:`MAX_WINDOWS` at most are matched."""
     (a_img, a_ok) = ref
     w_img, w_ok = warp_into_reference(sen[0], sen[1], h, a_ok.shape)
     fa, fb = fused_cfog(a_img, a_ok), fused_cfog(w_img, w_ok)
     rows, cols = a_ok.shape
     win = min(options.window, max(16, min(rows, cols) // 5))  # small images: smaller windows, more of them
-    step = max(4, win // 3)
+    step = max(4, win // 3, int(math.ceil(math.sqrt(rows * cols / MAX_WINDOWS))))  # large images: a sparser grid
     ref_pts, found, cost = [], [], []
     for k, (y0, x0) in enumerate((y, x) for y in range(radius, rows - win - radius + 1, step)
                                  for x in range(radius, cols - win - radius + 1, step)):

@@ -95,3 +95,68 @@ def test_real_image_against_noise_is_refused_as_no_match(shared_data, tmp_path):
     with pytest.raises(InputError, match="does not match .* mirrored"):
         reg.register(raster_info(str(tmp_path / "s2.tif")), raster_info(str(tmp_path / "noise.tif")), None,
                      bands=(4, 1))
+
+
+def _ndvi(shared_data, date):
+    path = next((shared_data / "s2_ndvi_timeseries" / "ndvi").glob(f"ndvi_{date}T*.tif"))
+    return gdal.Open(str(path)).ReadAsArray().astype(np.float32)
+
+
+def test_auto_falls_back_to_structure_between_seasons(shared_data, tmp_path):
+    """Real NDVI of one place in July and in December (vegetation gone, contrasts inverted): SIFT
+    finds no consistent transform, so ``auto`` registers the pair by image structure; a known
+    rotation, scale and shift is recovered within a pixel, the December date's own small
+    misregistration measured on the unwarped pair and taken out."""
+    summer, winter = _ndvi(shared_data, "20150711"), _ndvi(shared_data, "20151218")
+    h, w = summer.shape
+
+    def pair(m, tag):
+        sen = cv2.warpAffine(winter + 1.0, m, (w, h), flags=cv2.INTER_CUBIC, borderValue=0)
+        inside = cv2.warpAffine(np.ones_like(winter), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        write_array(str(tmp_path / f"{tag}_jul.tif"), (summer + 1.0)[None], geotransform=GT, nodata=0)
+        write_array(str(tmp_path / f"{tag}_dec.tif"), np.where(inside, sen, 0)[None].astype(np.float32),
+                    geotransform=GT, nodata=0)
+        return raster_info(str(tmp_path / f"{tag}_jul.tif")), raster_info(str(tmp_path / f"{tag}_dec.tif"))
+
+    own = reg.register(*pair(np.c_[np.eye(2), np.zeros(2)], "own"), None, method="structure")
+    a = math.radians(-12.0)
+    lin = 1.08 * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    m = np.c_[lin, c + np.array([1.5, -2.0]) - lin @ c]
+    ref, sen = pair(m, "warped")
+    with pytest.raises(InputError, match="No consistent transform"):
+        reg.register(ref, sen, None, method="sift")
+    result = reg.register(ref, sen, None)
+    assert result.method == "structure" and result.stages["fallback_from"] == "sift"
+    grid = np.stack(np.meshgrid(np.arange(10, w - 10, 8.0), np.arange(10, h - 10, 8.0)), -1).reshape(-1, 2)
+    true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
+    inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
+    err = np.linalg.norm(result.to_sensed(grid[inside]) - true[inside], axis=1)
+    assert np.sqrt(np.mean(err ** 2)) < 1.0
+
+
+def test_auto_reports_both_reasons_when_neither_method_registers(shared_data, tmp_path):
+    """Optical against unrelated noise: SIFT and the structure fallback both refuse, and the message
+    says why each did."""
+    summer = _ndvi(shared_data, "20150711") + 1.0
+    noise = np.random.default_rng(4).uniform(0.5, 1.5, summer.shape).astype(np.float32)
+    write_array(str(tmp_path / "a.tif"), summer[None], geotransform=GT, nodata=0)
+    write_array(str(tmp_path / "b.tif"), noise[None], geotransform=GT, nodata=0)
+    with pytest.raises(InputError, match="SIFT: .* Structure method: "):
+        reg.register(raster_info(str(tmp_path / "a.tif")), raster_info(str(tmp_path / "b.tif")), None)
+
+
+def test_local_windows_are_capped_on_large_images():
+    """A large image is matched on a sparser grid of windows (about MAX_WINDOWS), not one window per
+    third of a window side; the recovered shift is the same."""
+    from cloudfree.models.registration import structure as st
+
+    rng = np.random.default_rng(5)
+    img = cv2.GaussianBlur(rng.random((700, 700)).astype(np.float32), (0, 0), 3)
+    ok = np.ones(img.shape, bool)
+    h = np.array([[1.0, 0, 0.6], [0, 1.0, -0.4], [0, 0, 1.0]])  # reference -> sensed: shift (0.6, -0.4)
+    sen = cv2.warpAffine(img, h[:2], (700, 700), flags=cv2.INTER_CUBIC)  # sen(p + shift) = img(p)
+    ref_pts, sen_pts, _ = st.local_tie_points((img[None], ok), (sen[None], ok), np.eye(3),
+                                              st.StructureOptions(), radius=2)
+    assert len(ref_pts) <= 1.1 * st.MAX_WINDOWS
+    assert np.median(sen_pts - ref_pts, axis=0) == pytest.approx([0.6, -0.4], abs=0.1)
