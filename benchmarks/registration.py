@@ -1,6 +1,6 @@
 """Benchmark of image registration (models/registration/) against OpenCV and AROSICS.
 
-    .venv/bin/python benchmarks/registration.py [all|real|robust|radar] [--runs 3] [--no-arosics]
+    .venv/bin/python benchmarks/registration.py [all|real|robust|dates|radar] [--runs 3] [--no-arosics]
                                                 [--warps 6] [--pairs ben0,ben1,ben2]
                                                 [--methods structure,sift,sift_cnn,opencv] [--json OUT.json]
 
@@ -27,6 +27,14 @@
   the estimated and the true sensed position; success = error < 1 px. Reports success rate,
   median RMS_all (the method's own inlier residual RMS) and median N_red (inliers) for CloudFree
   sift, sift_cnn and the OpenCV baseline. All use the affine model.
+- dates: a real second date warped by known transforms onto its reference date: the clear and the
+  cloudy date of s2_cloud_pair (NIR, with the real cloud and shadow mask) and clear NDVI dates of
+  s2_ndvi_timeseries in three pairs of seasons (July/December, May/August, October/April); the 12
+  geometric cases of the robust sweep and 4 moderate ones (rotation up to 25 degrees, scale
+  0.85-1.1); the dates' own misregistration, measured on the unwarped pair by the structure method,
+  is taken out. Methods: sift, sift_cnn, structure, auto (SIFT, then structure when SIFT refuses),
+  OpenCV; summaries over all cases and over the cases inside the structure search (rotation up to 30
+  degrees, scale 0.8-1.25).
 - radar: known warps (rotation up to 30 degrees, scale 0.8-1.25, shift up to 4 px) of the real
   Sentinel-1 VV image of each s1_s2_pairs patch (BigEarthNet ben0-ben5 onto Sentinel-2 NIR, and
   scikit-eo's S1 onto Landsat 8 NIR; the rasters hold every band of the files, the chosen bands are
@@ -600,12 +608,113 @@ def _score_radar(method, ref, sen, opt, sa, pts, true_s, name, k, angle, scale):
     return row
 
 
+# =========================================================================== other dates (seasons)
+
+NDVI = DATA / "s2_ndvi_timeseries"
+DATE_METHODS = ("sift", "sift_cnn", "structure", "auto", "opencv")
+# the geometric cases of the robust sweep, and moderate ones inside the structure method's search
+# (rotation up to 30 degrees, scale 0.8-1.25)
+DATE_CASES = {**{k: v for k, v in CASES.items() if not ({"radiometry", "clouds"} & set(v))},
+              "rot10": dict(angle=10.0, shift=(0.6, 1.1)), "rot-20_s1.1": dict(angle=-20.0, scale=1.1),
+              "scale0.85": dict(scale=0.85, shift=(-1.0, 0.5)), "rot25_s0.9": dict(angle=25.0, scale=0.9, shift=(1.5, 0.2))}
+
+
+def date_windows():
+    """name -> (reference date, sensed date, sensed cloud mask or None), float32 on one grid:
+    ``s2_cloud_pair`` NIR (B8, x 10000), the clear date against the cloudy one with its real cloud
+    and shadow mask (256 px); ``s2_ndvi_timeseries`` NDVI (+ 1, x 10000) of clear dates in three
+    seasons (100 x 101 px): July against December, May against August, October against April."""
+    def band(path, b=1):
+        ds = gdal.Open(str(path))
+        return ds.GetRasterBand(b).ReadAsArray().astype(np.float32)
+
+    def ndvi(date):
+        return (band(next((NDVI / "ndvi").glob(f"ndvi_{date}T*.tif"))) + 1.0) * 10000.0
+
+    pair = DATA / "s2_cloud_pair"
+    return {"cloud_pair_nir": (band(pair / "clean.tif", 8) * 1e4, band(pair / "cloudy.tif", 8) * 1e4,
+                               band(pair / "mask.tif") > 0),
+            "ndvi_jul_dec": (ndvi("20150711"), ndvi("20151218"), None),
+            "ndvi_may_aug": (ndvi("20160526"), ndvi("20160804"), None),
+            "ndvi_oct_apr": (ndvi("20171013"), ndvi("20170401"), None)}
+
+
+def date_pair(folder, ref, sen_src, mask, m):
+    """GeoTIFFs of the reference date and the other date warped by ``m`` (reference px -> sensed
+    px; 0 = nodata outside), and the warped cloud mask (or None)."""
+    h, w = ref.shape
+    sen = cv2.warpAffine(sen_src, m, (w, h), flags=cv2.INTER_CUBIC, borderValue=0)
+    inside = cv2.warpAffine(np.ones_like(sen_src), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0.5
+    smask = (cv2.warpAffine(mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0) if mask is not None else None
+    g = (500000.0, 10.0, 0.0, 5800000.0, 0.0, -10.0)
+    wkt = raster_info(str(PAIR / "reference_20160608.tif")).crs_wkt
+    ra, sa = np.clip(ref, 1, 65535).astype(np.uint16), np.where(inside, np.clip(sen, 1, 65535), 0).astype(np.uint16)
+    write_array(str(folder / "date_ref.tif"), ra[None], geotransform=g, crs_wkt=wkt, nodata=0)
+    write_array(str(folder / "date_sen.tif"), sa[None], geotransform=g, crs_wkt=wkt, nodata=0)
+    return raster_info(str(folder / "date_ref.tif")), raster_info(str(folder / "date_sen.tif")), ra, sa, smask
+
+
+def bench_dates(methods=DATE_METHODS):
+    """Known transforms of a real other date onto its reference date (:func:`date_windows`), the
+    cases of :data:`DATE_CASES`. The dates' own misregistration is measured once on the unwarped
+    pair by the structure method (SIFT finds none between July and December) and taken out."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cf_regdates_") as tmp:
+        folder = Path(tmp)
+        for wname, (ref, sen_src, mask) in date_windows().items():
+            h, w = ref.shape
+            c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+            r0, s0, *_ = date_pair(folder, ref, sen_src, mask, np.c_[np.eye(2), np.zeros(2)])
+            own = reg.register(r0, s0, None, transform="affine", method="structure", structure=UNCHECKED,
+                               masks=(None, mask)).to_sensed
+            print(f"  {wname}: own misregistration of the dates ({', '.join(f'{v:+.2f}' for v in own(c[None])[0] - c)}) px")
+            for case, spec in DATE_CASES.items():
+                a, sc = math.radians(spec.get("angle", 0.0)), spec.get("scale", 1.0)
+                lin = sc * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+                m = np.c_[lin, c + np.asarray(spec.get("shift", (0.0, 0.0))) - lin @ c]
+                ref_i, sen_i, ra, sa, smask = date_pair(folder, ref, sen_src, mask, m)
+                g = np.stack(np.meshgrid(np.arange(6, w - 6, 8.0), np.arange(6, h - 6, 8.0)), -1).reshape(-1, 2)
+                s = apply_affine(m, g)
+                pts = g[(s[:, 0] >= 0) & (s[:, 0] <= w - 1) & (s[:, 1] >= 0) & (s[:, 1] <= h - 1)]
+                true_s = apply_affine(m, own(pts))
+                for method in methods:
+                    t = time.perf_counter()
+                    row = {"window": wname, "case": case, "method": method}
+                    try:
+                        if method == "opencv":
+                            ok = (sa > 0) & ~smask if smask is not None else sa > 0
+                            res = opencv_match(ra.astype(np.float32), sa.astype(np.float32), ra > 0, ok)
+                            if res is None:
+                                raise RuntimeError("no transform")
+                            est, rms_all, n_red, used = apply_affine(res[0], pts), None, len(res[1]), "opencv"
+                        else:
+                            r = reg.register(ref_i, sen_i, None, transform="affine", method=method,
+                                             masks=(None, smask))
+                            est, rms_all, n_red, used = r.to_sensed(pts), float(r.rms_all), int(r.n_red), r.method
+                        err = float(np.sqrt(np.mean(np.sum((est - true_s) ** 2, axis=1))))
+                        row.update(error=err, rms_all=rms_all, n_red=n_red, used=used, success=bool(err < 1.0),
+                                   success_3px=bool(err < 3.0))
+                    except Exception as exc:
+                        row.update(error=None, rms_all=None, n_red=0, success=False, success_3px=False,
+                                   failure=f"{type(exc).__name__}: {str(exc)[:120]}")
+                    row["seconds"] = round(time.perf_counter() - t, 2)
+                    rows.append(row)
+                print(f"  {wname:14s} {case:12s} " + "  ".join(
+                    f"{r['method']}: {'FAIL' if r['error'] is None else round(r['error'], 2)}"
+                    for r in rows[-len(methods):]), flush=True)
+    in_range = [c for c, v in DATE_CASES.items() if abs(v.get("angle", 0.0)) <= 30 and 0.8 <= v.get("scale", 1.0) <= 1.25]
+    return {"cases": rows, "summary": summarise(rows, methods, list(DATE_CASES)),
+            "summary_small_warps": summarise([r for r in rows if r["case"] in in_range], methods, in_range),
+            "small_warp_cases": in_range,
+            "auto_used_structure": sum(r.get("used") == "structure" for r in rows if r["method"] == "auto")}
+
+
 # =========================================================================== main
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Registration benchmark")
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "real", "robust", "radar"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "real", "robust", "dates", "radar"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-arosics", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -644,6 +753,14 @@ def main(argv=None):
         print("\n== robustness (known transforms on real windows)")
         result["robust"] = bench_robust()
         print_robust(result["robust"]["summary"])
+    if args.what in ("all", "dates"):
+        print("\n== other dates (known transforms of a real second date: seasons, real clouds)")
+        result["dates"] = bench_dates()
+        for part, label in (("summary", "all cases"), ("summary_small_warps", "rotation <= 30 deg, scale 0.8-1.25: " +
+                            ", ".join(result["dates"]["small_warp_cases"]))):
+            print(f"\n-- {label}")
+            print_robust(result["dates"][part])
+        print("auto registered by structure (SIFT refused):", result["dates"]["auto_used_structure"], "cases")
     if args.what in ("all", "radar"):
         print("\n== radar onto optical (known warps of real Sentinel-1 onto Sentinel-2 / Landsat 8)")
         result["radar"] = bench_radar(args.warps, only=args.pairs.split(",") if args.pairs else None,

@@ -28,7 +28,7 @@ TRANSFORMS = (("translation", "Translation"), ("similarity", "Similarity (shift,
               ("affine", "Affine"), ("projective", "Projective"), ("tps", "Thin plate spline (local distortions)"))
 METHODS = (("sift_cnn", "SIFT + CNN (Ye et al. 2018)"), ("sift", "SIFT only"),
            ("structure", "Image structure (CFOG: radar, other sensors)"),
-           ("auto", "Automatic: image structure when a layer is radar, else SIFT"))
+           ("auto", "Automatic: image structure when a layer is radar, else SIFT (image structure when SIFT fails)"))
 DEFAULT_METHOD = 3  # auto: what measured best on each modality pair (README)
 FIGURES = (("SHIFT_X", "shift_x", "Shift x (pixels)"), ("SHIFT_Y", "shift_y", "Shift y (pixels)"),
            ("ROTATION", "rotation", "Rotation (degrees)"), ("SCALE", "scale", "Scale"),
@@ -77,7 +77,8 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         "No overlap, too few matches or a degenerate fit stop with an error and write nothing.</p>"
         "<p><b>Features</b>: <i>Automatic</i> (default) uses image structure when either layer is radar "
         "(Sentinel-1 VV/VH, dB or linear; speckle-filtered for matching) and SIFT otherwise, what measured "
-        "best on each pair of modalities (README). <i>Image structure</i> (CFOG, Ye et al. 2019) matches "
+        "best on each pair of modalities (README); when SIFT finds no consistent transform between two "
+        "optical images (other seasons), it tries image structure, and the log says so. <i>Image structure</i> (CFOG, Ye et al. 2019) matches "
         "oriented-gradient channels that ignore grey values, searching rotations up to 30 degrees and "
         "scales 0.8-1.25, over every band of an optical layer and both polarisations of a radar layer (the "
         "bands chosen above are where SIFT looks). When the best match does not stand out from a search against "
