@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -50,6 +51,9 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
     RATIO = "RATIO"
     CNN_WEIGHT = "CNN_WEIGHT"
     FINE_TUNE_STEPS = "FINE_TUNE_STEPS"
+    STRUCTURE_ROTATION = "STRUCTURE_ROTATION"
+    STRUCTURE_SCALE = "STRUCTURE_SCALE"
+    NO_MATCH_CHECK = "NO_MATCH_CHECK"
     CHECK_POINTS = "CHECK_POINTS"
     CHECK_X_FIELD = "CHECK_X_FIELD"
     CHECK_Y_FIELD = "CHECK_Y_FIELD"
@@ -84,6 +88,13 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         "bands chosen above are where SIFT looks). When the best match does not stand out from a search against "
         "the sensed image mirrored, it stops with 'does not match by image structure' rather than return a "
         "guess; SIFT takes any rotation and scales 0.5-2.</p>"
+        "<p>Advanced, image structure: the <b>rotation</b> (<i>STRUCTURE_ROTATION</i>, degrees either way, "
+        "default 30) and <b>scale change</b> (<i>STRUCTURE_SCALE</i>, default 1.25: 0.8-1.25) searched; a wider "
+        "search takes longer (180 degrees and 2: about 2 minutes on a small image). The <b>no-match check</b> "
+        "(<i>NO_MATCH_CHECK</i>, default 1.45; 0 turns it off) is how far the best match must stand above the "
+        "best one against the sensed image mirrored: when you know both images show the same place and the "
+        "check refuses them (a winter scene with little structure), lower it or turn it off, and judge the "
+        "result on the checkerboard and tie points.</p>"
         "<p><b>Check points</b> (optional): a point layer whose points lie on the reference, with two "
         "fields giving the true position of the same ground point on the sensed image (map x and y in the "
         "layer's CRS; default fields <i>sensed_x</i>, <i>sensed_y</i>). RMS_CHECK is the RMS error of the "
@@ -122,6 +133,18 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.FINE_TUNE_STEPS, "Fine-tune the CNN on the reference "
                                                        "(steps, 0 = no)", QgsProcessingParameterNumber.Integer, 0,
                                                        minValue=0))
+        for parameter in (
+                QgsProcessingParameterNumber(self.STRUCTURE_ROTATION, "Image structure: rotation searched "
+                                             "either way (degrees)", QgsProcessingParameterNumber.Double, 30.0,
+                                             minValue=0.0, maxValue=180.0),
+                QgsProcessingParameterNumber(self.STRUCTURE_SCALE, "Image structure: largest scale change "
+                                             "searched (factor, both ways)", QgsProcessingParameterNumber.Double,
+                                             1.25, minValue=1.0, maxValue=5.0),
+                QgsProcessingParameterNumber(self.NO_MATCH_CHECK, "Image structure: no-match check (the best "
+                                             "match over the mirrored image's, 0 = off)",
+                                             QgsProcessingParameterNumber.Double, 1.45, minValue=0.0, maxValue=10.0)):
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.CHECK_POINTS, "Check points (on the reference, with their true sensed map x, y)",
             [QgsProcessing.TypeVectorPoint], optional=True))
@@ -139,7 +162,13 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
     def compute(self, parameters, context, feedback, progress, cancelled):
-        from ..models.registration import MatchOptions, RegistrationOutputs, fine_tune_on_reference, register
+        from ..models.registration import (
+            MatchOptions,
+            RegistrationOutputs,
+            StructureOptions,
+            fine_tune_on_reference,
+            register,
+        )
 
         reference = self.raster_info(parameters, self.REFERENCE, context)
         sensed = self.raster_info(parameters, self.INPUT, context)
@@ -154,6 +183,10 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
             tiepoints=self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT_TIEPOINTS, context)),
             checkerboard=self.parameterAsOutputLayer(parameters, self.OUTPUT_CHECKERBOARD, context) or None)
         steps = self.parameterAsInt(parameters, self.FINE_TUNE_STEPS, context)
+        scale = self.parameterAsDouble(parameters, self.STRUCTURE_SCALE, context)
+        structure = StructureOptions(max_rotation=self.parameterAsDouble(parameters, self.STRUCTURE_ROTATION, context),
+                                     scale_range=(1.0 / scale, scale),
+                                     min_contrast=self.parameterAsDouble(parameters, self.NO_MATCH_CHECK, context))
         with tempfile.TemporaryDirectory(prefix="cloudfree-register-") as tmp:
             descriptor_model_path = None
             if method == "sift_cnn" and steps > 0:
@@ -166,7 +199,8 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
                                  descriptor_model_path=descriptor_model_path)
             feedback.pushInfo(f"Registering '{sensed.name}' onto '{reference.name}' ({method}, {transform})")
             result = register(reference, sensed, outputs, transform=transform, method=method, bands=bands,
-                              masks=masks, match=match, check_points=self.check_points(parameters, context),
+                              masks=masks, match=match, structure=structure,
+                              check_points=self.check_points(parameters, context),
                               progress=progress, cancelled=cancelled)
         feedback.pushInfo(result.summary())
         results = {self.OUTPUT: outputs.registered, self.OUTPUT_TIEPOINTS: outputs.tiepoints}

@@ -297,7 +297,8 @@ def structure_correspondences(sources: tuple, grid_to_sensed: np.ndarray, transf
     if options.min_contrast > 0 and peak < options.min_contrast * null:
         raise InputError(f"'{sensed.name}' does not match '{reference.name}' by image structure: the best "
                          f"correlation ({peak:.3f}) is not {options.min_contrast} times the one against the "
-                         f"image mirrored ({null:.3f}); the images may not show the same place.")
+                         f"image mirrored ({null:.3f}); the images may not show the same place. If they do (little "
+                         f"structure, as in winter), lower the no-match check (0 turns it off) and judge the result.")
     check_linear(h[:2, :2], "initial")
     fit_kind = "affine" if transform == "tps" else transform
     stages = {"structure_windows": 0, "structure_bands": (len(ref[0]), len(sen[0])),

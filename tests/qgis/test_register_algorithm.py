@@ -142,3 +142,24 @@ def test_register_reports_rms_at_independent_check_points(run_alg, tmp_path, cro
         run_alg("cloudfree:register", {**params, "OUTPUT": str(tmp_path / "reg3.tif"),
                                        "OUTPUT_TIEPOINTS": str(tmp_path / "tp3.gpkg"), "CHECK_POINTS": wrong})
     assert not (tmp_path / "reg3.tif").exists()
+
+
+def test_register_structure_search_and_no_match_check_are_parameters(run_alg, tmp_path, shared_data):
+    """The advanced structure parameters reach the engine: BigEarthNet ben0's radar onto its
+    Sentinel-2 registers by default; a no-match check it cannot pass refuses it with a message that
+    says how to lower the check, and writes nothing; a search without rotation or scale still registers."""
+    folder = shared_data / "s1_s2_pairs"
+    params = {"REFERENCE": str(folder / "ben0_s2_bgrn.tif"), "INPUT": str(folder / "ben0_s1_vvvh.tif"),
+              "REFERENCE_BAND": 4, "TRANSFORM": 1, "OUTPUT_TIEPOINTS": str(tmp_path / "t.gpkg")}
+    result = run_alg("cloudfree:register", {**params, "OUTPUT": str(tmp_path / "default.tif")})
+    assert abs(result["ROTATION"]) < 2 and result["N_RED"] >= 6
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(QgsProcessingException, match="lower the no-match check"):
+        run_alg("cloudfree:register", {**params, "NO_MATCH_CHECK": 10.0, "OUTPUT": str(tmp_path / "refused.tif"),
+                                       "OUTPUT_TIEPOINTS": str(tmp_path / "t2.gpkg")})
+    assert sorted(os.listdir(tmp_path)) == before
+    fixed = run_alg("cloudfree:register", {**params, "STRUCTURE_ROTATION": 0.0, "STRUCTURE_SCALE": 1.0,
+                                           "OUTPUT": str(tmp_path / "fixed.tif"),
+                                           "OUTPUT_TIEPOINTS": str(tmp_path / "t3.gpkg")})
+    assert fixed["SHIFT_X"] == pytest.approx(result["SHIFT_X"], abs=0.5)
+    assert fixed["SHIFT_Y"] == pytest.approx(result["SHIFT_Y"], abs=0.5)
