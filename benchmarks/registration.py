@@ -32,7 +32,8 @@
   s2_ndvi_timeseries in three pairs of seasons (July/December, May/August, October/April); the 12
   geometric cases of the robust sweep and 4 moderate ones (rotation up to 25 degrees, scale
   0.85-1.1); the dates' own misregistration, measured on the unwarped pair by the structure method,
-  is taken out. Methods: sift, sift_cnn, structure, auto (SIFT, then structure when SIFT refuses),
+  is taken out. Methods: sift, sift_cnn, structure (its default search), structure_wide (any rotation,
+  scales 0.5-2: coarse to fine), auto (SIFT, then structure over that wide range when SIFT refuses),
   OpenCV; summaries over all cases and over the cases inside the structure search (rotation up to 30
   degrees, scale 0.8-1.25).
 - radar: known warps (rotation up to 30 degrees, scale 0.8-1.25, shift up to 4 px) of the real
@@ -611,7 +612,8 @@ def _score_radar(method, ref, sen, opt, sa, pts, true_s, name, k, angle, scale):
 # =========================================================================== other dates (seasons)
 
 NDVI = DATA / "s2_ndvi_timeseries"
-DATE_METHODS = ("sift", "sift_cnn", "structure", "auto", "opencv")
+DATE_METHODS = ("sift", "sift_cnn", "structure", "structure_wide", "auto", "opencv")
+WIDE = reg.StructureOptions(max_rotation=180.0, scale_range=(0.5, 2.0))  # the range auto's fallback searches
 # the geometric cases of the robust sweep, and moderate ones inside the structure method's search
 # (rotation up to 30 degrees, scale 0.8-1.25)
 DATE_CASES = {**{k: v for k, v in CASES.items() if not ({"radiometry", "clouds"} & set(v))},
@@ -688,8 +690,9 @@ def bench_dates(methods=DATE_METHODS):
                                 raise RuntimeError("no transform")
                             est, rms_all, n_red, used = apply_affine(res[0], pts), None, len(res[1]), "opencv"
                         else:
-                            r = reg.register(ref_i, sen_i, None, transform="affine", method=method,
-                                             masks=(None, smask))
+                            r = reg.register(ref_i, sen_i, None, transform="affine",
+                                             method=method.replace("_wide", ""), masks=(None, smask),
+                                             structure=WIDE if method.endswith("_wide") else None)
                             est, rms_all, n_red, used = r.to_sensed(pts), float(r.rms_all), int(r.n_red), r.method
                         err = float(np.sqrt(np.mean(np.sum((est - true_s) ** 2, axis=1))))
                         row.update(error=err, rms_all=rms_all, n_red=n_red, used=used, success=bool(err < 1.0),

@@ -25,7 +25,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -155,8 +155,10 @@ def correspondences(sources: tuple, grid_to_sensed: np.ndarray, transform: str, 
                     progress=None, cancelled=None) -> tuple:
     """``(correspondences, method that found them)``. With ``auto`` on two optical images, SIFT
     first, and when SIFT finds no consistent transform (other seasons: keypoints that do not
-    repeat, contrasts that invert) the ``structure`` method, with a log line; when both fail, the
-    error gives both reasons."""
+    repeat, contrasts that invert) the ``structure`` method, with a log line: over its own search
+    (``structure``, by default rotations up to 30 degrees and scales 0.8-1.25, where georeferenced
+    images lie), then over the range SIFT covers (any rotation, scales 0.5-2). When every attempt
+    fails, the error gives SIFT's reason and the structure method's last."""
     if method == "structure":
         return structure_correspondences(sources, grid_to_sensed, transform, structure, radar,
                                          match.max_detect_pixels, progress, cancelled), method
@@ -168,13 +170,22 @@ def correspondences(sources: tuple, grid_to_sensed: np.ndarray, transform: str, 
             raise
         log.info("SIFT found no transform (%s); trying the structure method.", sift_error)
         report(progress, 0.1, "SIFT found no consistent transform; trying the structure method")
-        try:
-            found = structure_correspondences(sources, grid_to_sensed, transform, structure, radar,
-                                              match.max_detect_pixels, progress, cancelled)
-        except InputError as structure_error:
-            raise InputError(f"SIFT: {sift_error} Structure method: {structure_error}") from None
-        found.stages["fallback_from"] = "sift"
-        return found, "structure"
+        lo, hi = structure.scale_range
+        wide = replace(structure, max_rotation=180.0, scale_range=(min(lo, 0.5), max(hi, 2.0)))
+        for k, options in enumerate([structure] + ([wide] if wide != structure else [])):
+            if k:
+                log.info("The structure search found no match up to %g degrees; searching any rotation and "
+                         "scales %g-%g.", structure.max_rotation, *wide.scale_range)
+            try:
+                found = structure_correspondences(sources, grid_to_sensed, transform, options, radar,
+                                                  match.max_detect_pixels, progress, cancelled)
+            except InputError as exc:
+                structure_error = exc
+                continue
+            found.stages["fallback_from"] = "sift"
+            found.stages["structure_search"] = (options.max_rotation, options.scale_range)
+            return found, "structure"
+        raise InputError(f"SIFT: {sift_error} Structure method: {structure_error}") from None
 
 
 def match_keypoints(sources: tuple, grid_to_sensed: np.ndarray, transform: str, net, match: MatchOptions,

@@ -45,6 +45,9 @@ SMOOTHING = 1.2        # Gaussian sigma (pixels) of the feature channels (chosen
 SEARCH_PIXELS = 160    # the global search runs on images of at most about this many pixels a side
 MIN_OVERLAP = 0.35     # a shift is scored only when this share of the smaller image overlaps
 LEE_WINDOW = 3         # pixels a side of the Lee speckle filter (chosen on the development pairs)
+WIDE_GRID = 400        # rotation x scale candidates above which the search goes coarse to fine
+COARSE_PIXELS = 64     # the coarse stage's images, about this many pixels a side
+SEEDS = 4              # distinct coarse candidates searched again at the search resolution
 MAX_WINDOWS = 2500     # local matching windows at most (about): a large image gets a sparser grid, not more windows
 
 
@@ -249,37 +252,87 @@ def warp_into_reference(image: np.ndarray, valid: np.ndarray, h: np.ndarray, sha
 def similarity_search(ref: tuple, sen: tuple, options: StructureOptions, cancelled=None) -> tuple:
     """``(3x3 reference -> sensed frame, peak NCC)``: the best similarity transform of the grid
     search, then of a finer grid around it. ``ref``/``sen`` = (image or ``(bands, H, W)`` stack,
-    valid) in their frames."""
-    import cv2
+    valid) in their frames.
 
-    (a_img, a_ok), (b_img, b_ok) = ref, sen
-    f = max(1, int(math.ceil(max(a_ok.shape) / SEARCH_PIXELS)))
-    small = (max(8, a_ok.shape[1] // f), max(8, a_ok.shape[0] // f))
-
-    def shrink(img, ok):
-        bands = img[None] if img.ndim == 2 else img
-        return (np.stack([cv2.resize(np.where(ok, b, 0).astype(np.float32), small, interpolation=cv2.INTER_AREA)
-                          for b in bands]),
-                cv2.resize(ok.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0)
-
-    (ra, rv), (sa, sv) = shrink(a_img, a_ok), shrink(b_img, b_ok)
-    fa = fused_cfog(ra, rv)
-    centre = np.array([(small[0] - 1) / 2.0, (small[1] - 1) / 2.0])
-    m = max(2, int(round(options.max_shift * max(small))))
+    A wide search (more than :data:`WIDE_GRID` rotation and scale candidates, e.g. any rotation and
+    scales 0.5-2) goes coarse to fine: a grid of 6 degree and 12 % steps on images of about
+    :data:`COARSE_PIXELS` a side, then a local grid (3 degrees, 6 %) around its :data:`SEEDS` best
+    distinct candidates on the search images."""
     lo, hi = options.scale_range
-    coarse = _grid(options.max_rotation, 3.0, lo, hi, 1.06)
-    best = _best_of(coarse, fa, rv, sa, sv, centre, m, cancelled)
+    grid = _grid(options.max_rotation, 3.0, lo, hi, 1.06)
+    search = _Reduced(ref, sen, SEARCH_PIXELS, options.max_shift)
+    if len(grid) > WIDE_GRID:
+        coarse = _Reduced(ref, sen, COARSE_PIXELS, options.max_shift)
+        seeds = _distinct(coarse.scores(_grid(options.max_rotation, 6.0, lo, hi, 1.12), cancelled), SEEDS)
+        grid = [(a + da, s * math.exp(ds)) for _, a, s, *_ in seeds
+                for da in (-6.0, -3.0, 0.0, 3.0, 6.0) for ds in np.linspace(-0.12, 0.12, 5)]
+    best = search.best(grid, cancelled)
     a0, s0 = best[1], best[2]
     fine = [(a0 + da, s0 * math.exp(ds)) for da in np.arange(-1.5, 1.51, 0.5) for ds in np.linspace(-0.03, 0.03, 5)]
-    best = max(best, _best_of(fine, fa, rv, sa, sv, centre, m, cancelled), key=lambda b: b[0])
+    best = max(best, search.best(fine, cancelled), key=lambda b: b[0])
     peak, angle, scale, dx, dy = best
     if peak <= 0:
         raise InputError("No common structure found between the images (no positive correlation of "
                          "their oriented gradients); check that they show the same place.")
     # in the reduced frame: ref p <-> warped sensed at p + d, i.e. sensed frame S(p + d)
-    h_small = similarity(angle, scale, centre) @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
+    f = search.factor
+    h_small = similarity(angle, scale, search.centre) @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
     up = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1.0]])
     return up @ h_small @ np.linalg.inv(up), peak
+
+
+class _Reduced:
+    """Both images reduced by one integer factor to at most about ``pixels`` a side (area
+    averaging), with the reference's features, for scoring rotation and scale candidates."""
+
+    def __init__(self, ref: tuple, sen: tuple, pixels: int, max_shift: float):
+        import cv2
+
+        (a_img, a_ok), (b_img, b_ok) = ref, sen
+        self.factor = f = max(1, int(math.ceil(max(a_ok.shape) / pixels)))
+        small = (max(8, a_ok.shape[1] // f), max(8, a_ok.shape[0] // f))
+
+        def shrink(img, ok):
+            bands = img[None] if img.ndim == 2 else img
+            return (np.stack([cv2.resize(np.where(ok, b, 0).astype(np.float32), small, interpolation=cv2.INTER_AREA)
+                              for b in bands]),
+                    cv2.resize(ok.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0)
+
+        (ra, self.rv), (self.sa, self.sv) = shrink(a_img, a_ok), shrink(b_img, b_ok)
+        self.fa = fused_cfog(ra, self.rv)
+        self.centre = np.array([(small[0] - 1) / 2.0, (small[1] - 1) / 2.0])
+        self.m = max(2, int(round(max_shift * max(small))))
+
+    def scores(self, candidates: list, cancelled=None) -> list:
+        """``(peak, angle, scale, dx, dy)`` of every candidate (angle, scale) with enough overlap and
+        an inner peak."""
+        out = []
+        for k, (angle, scale) in enumerate(candidates):
+            if k % 8 == 0:
+                check_cancelled(cancelled)
+            img, ok = warp_into_reference(self.sa, self.sv, similarity(angle, scale, self.centre), self.rv.shape)
+            if ok.sum() < MIN_OVERLAP * self.rv.sum():
+                continue
+            peak = subpixel_peak(masked_ncc(self.fa, self.rv, fused_cfog(img, ok), ok, self.m))
+            if peak is not None:
+                out.append((peak[2], angle, scale, peak[0], peak[1]))
+        return out
+
+    def best(self, candidates: list, cancelled=None) -> tuple:
+        """The best of :meth:`scores` (the first of equals), or a peak of -inf when none scored."""
+        return max(self.scores(candidates, cancelled), key=lambda b: b[0], default=(-math.inf, 0.0, 1.0, 0.0, 0.0))
+
+
+def _distinct(scored: list, n: int) -> list:
+    """The ``n`` best candidates at least 9 degrees or 17 % of scale apart from every better one."""
+    chosen = []
+    for cand in sorted(scored, key=lambda b: -b[0]):
+        if all(abs((cand[1] - c[1] + 180.0) % 360.0 - 180.0) > 9.0 or abs(math.log(cand[2] / c[2])) > 0.17
+               for c in chosen):
+            chosen.append(cand)
+            if len(chosen) == n:
+                break
+    return chosen
 
 
 def mirrored_peak(ref: tuple, sen: tuple, options: StructureOptions, cancelled=None) -> float:
@@ -304,21 +357,6 @@ def _grid(max_rotation: float, step: float, lo: float, hi: float, ratio: float) 
     n_lo, n_hi = int(math.floor(math.log(1 / lo) / math.log(ratio))), int(math.floor(math.log(hi) / math.log(ratio)))
     scales = [ratio ** k for k in range(-n_lo, n_hi + 1)]
     return [(a, s) for a in angles for s in scales]
-
-
-def _best_of(candidates: list, fa, rv, sa, sv, centre, m, cancelled) -> tuple:
-    """``(peak, angle, scale, dx, dy)`` of the best candidate (angle, scale)."""
-    best = (-math.inf, 0.0, 1.0, 0.0, 0.0)
-    for k, (angle, scale) in enumerate(candidates):
-        if k % 8 == 0:
-            check_cancelled(cancelled)
-        img, ok = warp_into_reference(sa, sv, similarity(angle, scale, centre), rv.shape)
-        if ok.sum() < MIN_OVERLAP * rv.sum():
-            continue
-        peak = subpixel_peak(masked_ncc(fa, rv, fused_cfog(img, ok), ok, m))
-        if peak is not None and peak[2] > best[0]:
-            best = (peak[2], angle, scale, peak[0], peak[1])
-    return best
 
 
 # --------------------------------------------------------------------------- local tie points

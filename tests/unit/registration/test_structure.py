@@ -128,6 +128,7 @@ def test_auto_falls_back_to_structure_between_seasons(shared_data, tmp_path):
         reg.register(ref, sen, None, method="sift")
     result = reg.register(ref, sen, None)
     assert result.method == "structure" and result.stages["fallback_from"] == "sift"
+    assert result.stages["structure_search"] == (30.0, (0.8, 1.25))    # the default search was enough
     grid = np.stack(np.meshgrid(np.arange(10, w - 10, 8.0), np.arange(10, h - 10, 8.0)), -1).reshape(-1, 2)
     true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
     inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
@@ -160,3 +161,47 @@ def test_local_windows_are_capped_on_large_images():
                                               st.StructureOptions(), radius=2)
     assert len(ref_pts) <= 1.1 * st.MAX_WINDOWS
     assert np.median(sen_pts - ref_pts, axis=0) == pytest.approx([0.6, -0.4], abs=0.1)
+
+
+def test_auto_fallback_searches_any_rotation_and_scale_between_seasons(shared_data, tmp_path):
+    """July against December rotated by 100 degrees and scaled by 1.3: outside the default structure
+    search, inside SIFT's range. SIFT finds nothing, nor does the default structure search; the
+    fallback then searches coarse to fine over any rotation and scales 0.5-2 and recovers the warp
+    within a pixel."""
+    summer, winter = _ndvi(shared_data, "20150711") + 1.0, _ndvi(shared_data, "20151218") + 1.0
+    h, w = summer.shape
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+
+    def pair(m, tag):
+        sen = cv2.warpAffine(winter, m, (w, h), flags=cv2.INTER_CUBIC, borderValue=0)
+        inside = cv2.warpAffine(np.ones_like(winter), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        write_array(str(tmp_path / f"{tag}_jul.tif"), summer[None], geotransform=GT, nodata=0)
+        write_array(str(tmp_path / f"{tag}_dec.tif"), np.where(inside, sen, 0)[None].astype(np.float32),
+                    geotransform=GT, nodata=0)
+        return raster_info(str(tmp_path / f"{tag}_jul.tif")), raster_info(str(tmp_path / f"{tag}_dec.tif"))
+
+    own = reg.register(*pair(np.c_[np.eye(2), np.zeros(2)], "own"), None, method="structure")
+    a = math.radians(100.0)
+    lin = 1.3 * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    m = np.c_[lin, c + np.array([0.7, -1.2]) - lin @ c]
+    ref, sen = pair(m, "warped")
+    with pytest.raises(InputError, match="does not match|No common structure|windows"):
+        reg.register(ref, sen, None, method="structure")       # the default search: +-30 degrees, 0.8-1.25
+    result = reg.register(ref, sen, None)
+    assert result.method == "structure" and result.stages["fallback_from"] == "sift"
+    assert result.stages["structure_search"] == (180.0, (0.5, 2.0))    # after the default search failed
+    assert result.rotation == pytest.approx(-100.0, abs=2.0) or result.rotation == pytest.approx(100.0, abs=2.0)
+    grid = np.stack(np.meshgrid(np.arange(10, w - 10, 8.0), np.arange(10, h - 10, 8.0)), -1).reshape(-1, 2)
+    true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
+    inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
+    err = np.linalg.norm(result.to_sensed(grid[inside]) - true[inside], axis=1)
+    assert np.sqrt(np.mean(err ** 2)) < 1.0
+
+
+def test_distinct_keeps_the_best_candidates_apart():
+    from cloudfree.models.registration.structure import _distinct
+
+    scored = [(0.9, 10.0, 1.0), (0.85, 14.0, 1.02), (0.8, 10.0, 1.5), (0.7, 179.0, 1.0), (0.6, -178.0, 1.0),
+              (0.5, 90.0, 0.6)]
+    assert [c[0] for c in _distinct(scored, 3)] == [0.9, 0.8, 0.7]   # 14 deg is 4 from 10; -178 is 3 from 179
+    assert [c[0] for c in _distinct(scored, 10)] == [0.9, 0.8, 0.7, 0.5]
