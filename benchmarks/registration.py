@@ -394,6 +394,22 @@ def eval_points(m):
     return pts[inside]
 
 
+def scored(row: dict, true_s, estimate) -> dict:
+    """``row`` completed with how ``estimate()`` -> (estimated sensed points, RMS_all, N_red, method used)
+    did against ``true_s``: the RMS error and success under 1 and 3 px, or the failure; and its seconds."""
+    t = time.perf_counter()
+    try:
+        est, rms_all, n_red, used = estimate()
+        err = float(np.sqrt(np.mean(np.sum((est - true_s) ** 2, axis=1))))
+        row.update(error=err, rms_all=rms_all, n_red=n_red, used=used, success=bool(err < 1.0),
+                   success_3px=bool(err < 3.0))
+    except Exception as exc:
+        row.update(error=None, rms_all=None, n_red=0, success=False, success_3px=False,
+                   failure=f"{type(exc).__name__}: {str(exc)[:120]}")
+    row["seconds"] = round(time.perf_counter() - t, 2)
+    return row
+
+
 def bench_robust():
     rows = []
     wins = real_windows()
@@ -411,31 +427,20 @@ def bench_robust():
                 pts = eval_points(m)
                 true_s = apply_affine(m, own(pts))
                 for method in ("sift", "sift_cnn", "opencv"):
-                    t = time.perf_counter()
-                    row = {"window": wname, "case": case, "method": method}
-                    try:
+                    def estimate(method=method):
                         if method == "opencv":
                             svalid = (sa > 0) & ~cmask if use_mask else sa > 0
                             res = opencv_match(ra.astype(np.float32), sa.astype(np.float32), ra > 0, svalid)
                             if res is None:
                                 raise RuntimeError("no transform")
                             mm, s_in, d_in = res
-                            est = apply_affine(mm, pts)
                             rms_all = float(np.sqrt(np.mean(np.sum((apply_affine(mm, s_in) - d_in) ** 2, 1))))
-                            n_red = len(s_in)
-                        else:
-                            r = reg.register(ref, sen, None, transform="affine", method=method,
-                                             masks=(None, cmask if use_mask else None))
-                            est = r.to_sensed(pts)
-                            rms_all, n_red = float(r.rms_all), int(r.n_red)
-                        err = float(np.sqrt(np.mean(np.sum((est - true_s) ** 2, axis=1))))
-                        row.update(error=err, rms_all=rms_all, n_red=n_red, success=bool(err < 1.0),
-                                   success_3px=bool(err < 3.0))
-                    except Exception as exc:
-                        row.update(error=None, rms_all=None, n_red=0, success=False, success_3px=False,
-                                   failure=f"{type(exc).__name__}: {str(exc)[:120]}")
-                    row["seconds"] = round(time.perf_counter() - t, 2)
-                    rows.append(row)
+                            return apply_affine(mm, pts), rms_all, len(s_in), "opencv"
+                        r = reg.register(ref, sen, None, transform="affine", method=method,
+                                         masks=(None, cmask if use_mask else None))
+                        return r.to_sensed(pts), float(r.rms_all), int(r.n_red), r.method
+
+                    rows.append(scored({"window": wname, "case": case, "method": method}, true_s, estimate))
                 print(f"  {wname:13s} {case:11s} " + "  ".join(
                     f"{r['method']}: {'ok ' if r['success'] else 'BAD'} err {r['error'] if r['error'] is None else round(r['error'], 3)} "
                     f"N {r['n_red']}" for r in rows[-3:]), flush=True)
@@ -585,28 +590,23 @@ def bench_radar(warps=6, seed=0, only=None, methods=RADAR_METHODS):
 
 
 def _score_radar(method, ref, sen, opt, sa, pts, true_s, name, k, angle, scale):
-    t = time.perf_counter()
-    row = {"window": name, "case": "radar", "warp": k, "angle": angle, "scale": scale, "method": method}
-    try:
+    def estimate():
         if method == "opencv":
             ok = np.isfinite(sa)
             res = opencv_match(opt, np.nan_to_num(sa), opt > 0, ok)
             if res is None:
                 raise RuntimeError("no transform")
-            est, rms_all, n_red = apply_affine(res[0], pts), None, len(res[1])
+            est, rms_all, n_red, used = apply_affine(res[0], pts), None, len(res[1]), "opencv"
         else:
             r = reg.register(ref, sen, None, transform="affine", method=method.replace("_unchecked", ""),
                              bands=(4, 1), structure=UNCHECKED if method.endswith("_unchecked") else None)
-            est, rms_all, n_red = r.to_sensed(pts), float(r.rms_all), int(r.n_red)
+            est, rms_all, n_red, used = r.to_sensed(pts), float(r.rms_all), int(r.n_red), r.method
         if true_s is None:
             raise RuntimeError("the unwarped pair has no baseline")
-        err = float(np.sqrt(np.mean(np.sum((est - true_s) ** 2, axis=1))))
-        row.update(error=err, rms_all=rms_all, n_red=n_red, success=bool(err < 1.0), success_3px=bool(err < 3.0))
-    except Exception as exc:
-        row.update(error=None, rms_all=None, n_red=0, success=False, success_3px=False,
-                   failure=f"{type(exc).__name__}: {str(exc)[:120]}")
-    row["seconds"] = round(time.perf_counter() - t, 2)
-    return row
+        return est, rms_all, n_red, used
+
+    return scored({"window": name, "case": "radar", "warp": k, "angle": angle, "scale": scale, "method": method},
+                  true_s, estimate)
 
 
 # =========================================================================== other dates (seasons)
@@ -680,28 +680,18 @@ def bench_dates(methods=DATE_METHODS):
                 pts = g[(s[:, 0] >= 0) & (s[:, 0] <= w - 1) & (s[:, 1] >= 0) & (s[:, 1] <= h - 1)]
                 true_s = apply_affine(m, own(pts))
                 for method in methods:
-                    t = time.perf_counter()
-                    row = {"window": wname, "case": case, "method": method}
-                    try:
+                    def estimate(method=method):
                         if method == "opencv":
                             ok = (sa > 0) & ~smask if smask is not None else sa > 0
                             res = opencv_match(ra.astype(np.float32), sa.astype(np.float32), ra > 0, ok)
                             if res is None:
                                 raise RuntimeError("no transform")
-                            est, rms_all, n_red, used = apply_affine(res[0], pts), None, len(res[1]), "opencv"
-                        else:
-                            r = reg.register(ref_i, sen_i, None, transform="affine",
-                                             method=method.replace("_wide", ""), masks=(None, smask),
-                                             structure=WIDE if method.endswith("_wide") else None)
-                            est, rms_all, n_red, used = r.to_sensed(pts), float(r.rms_all), int(r.n_red), r.method
-                        err = float(np.sqrt(np.mean(np.sum((est - true_s) ** 2, axis=1))))
-                        row.update(error=err, rms_all=rms_all, n_red=n_red, used=used, success=bool(err < 1.0),
-                                   success_3px=bool(err < 3.0))
-                    except Exception as exc:
-                        row.update(error=None, rms_all=None, n_red=0, success=False, success_3px=False,
-                                   failure=f"{type(exc).__name__}: {str(exc)[:120]}")
-                    row["seconds"] = round(time.perf_counter() - t, 2)
-                    rows.append(row)
+                            return apply_affine(res[0], pts), None, len(res[1]), "opencv"
+                        r = reg.register(ref_i, sen_i, None, transform="affine", method=method.replace("_wide", ""),
+                                         masks=(None, smask), structure=WIDE if method.endswith("_wide") else None)
+                        return r.to_sensed(pts), float(r.rms_all), int(r.n_red), r.method
+
+                    rows.append(scored({"window": wname, "case": case, "method": method}, true_s, estimate))
                 print(f"  {wname:14s} {case:12s} " + "  ".join(
                     f"{r['method']}: {'FAIL' if r['error'] is None else round(r['error'], 2)}"
                     for r in rows[-len(methods):]), flush=True)
