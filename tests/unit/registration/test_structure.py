@@ -20,6 +20,16 @@ from cloudfree.models.registration.structure import masked_ncc, structure_bands 
 GT = (500000.0, 10.0, 0.0, 5800000.0, 0.0, -10.0)
 
 
+def warp_error(result, own, m: np.ndarray, shape: tuple, step: float) -> float:
+    """RMS error (pixels) of ``result``'s mapping against the known warp ``m`` after the unwarped
+    pair's own mapping ``own``, over a grid of reference points whose true position lies inside."""
+    h, w = shape
+    grid = np.stack(np.meshgrid(np.arange(10, w - 10, step), np.arange(10, h - 10, step)), -1).reshape(-1, 2)
+    true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
+    inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
+    return float(np.sqrt(np.mean(np.linalg.norm(result.to_sensed(grid[inside]) - true[inside], axis=1) ** 2)))
+
+
 def test_masked_ncc_equals_the_direct_sums():
     rng = np.random.default_rng(3)
     fa, fb = rng.random((23, 19, 3)), rng.random((23, 19, 3))
@@ -76,11 +86,7 @@ def test_known_warp_of_real_dual_polarisation_radar_on_sentinel2(shared_data, tm
     m = np.c_[lin, c + np.array([-2.0, 3.0]) - lin @ c]
     result = reg.register(*pair(m, "warped"), None, transform="affine", bands=(4, 1))
     assert result.method == "structure" and result.stages["structure_bands"] == (4, 2)
-    grid = np.stack(np.meshgrid(np.arange(10, w - 10, 10.0), np.arange(10, h - 10, 10.0)), -1).reshape(-1, 2)
-    true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
-    inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
-    err = np.linalg.norm(result.to_sensed(grid[inside]) - true[inside], axis=1)
-    assert np.sqrt(np.mean(err ** 2)) < 1.0
+    assert warp_error(result, own, m, (h, w), step=10.0) < 1.0
 
 
 def test_real_image_against_noise_is_refused_as_no_match(shared_data, tmp_path):
@@ -129,11 +135,7 @@ def test_auto_falls_back_to_structure_between_seasons(shared_data, tmp_path):
     result = reg.register(ref, sen, None)
     assert result.method == "structure" and result.stages["fallback_from"] == "sift"
     assert result.stages["structure_search"] == (30.0, (0.8, 1.25))    # the default search was enough
-    grid = np.stack(np.meshgrid(np.arange(10, w - 10, 8.0), np.arange(10, h - 10, 8.0)), -1).reshape(-1, 2)
-    true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
-    inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
-    err = np.linalg.norm(result.to_sensed(grid[inside]) - true[inside], axis=1)
-    assert np.sqrt(np.mean(err ** 2)) < 1.0
+    assert warp_error(result, own, m, (h, w), step=8.0) < 1.0
 
 
 def test_auto_reports_both_reasons_when_neither_method_registers(shared_data, tmp_path):
@@ -191,11 +193,7 @@ def test_auto_fallback_searches_any_rotation_and_scale_between_seasons(shared_da
     assert result.method == "structure" and result.stages["fallback_from"] == "sift"
     assert result.stages["structure_search"] == (180.0, (0.5, 2.0))    # after the default search failed
     assert result.rotation == pytest.approx(-100.0, abs=2.0) or result.rotation == pytest.approx(100.0, abs=2.0)
-    grid = np.stack(np.meshgrid(np.arange(10, w - 10, 8.0), np.arange(10, h - 10, 8.0)), -1).reshape(-1, 2)
-    true = own.to_sensed(grid) @ m[:, :2].T + m[:, 2]
-    inside = (true >= 0).all(1) & (true[:, 0] <= w - 1) & (true[:, 1] <= h - 1)
-    err = np.linalg.norm(result.to_sensed(grid[inside]) - true[inside], axis=1)
-    assert np.sqrt(np.mean(err ** 2)) < 1.0
+    assert warp_error(result, own, m, (h, w), step=8.0) < 1.0
 
 
 def test_distinct_keeps_the_best_candidates_apart():
