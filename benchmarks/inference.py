@@ -3,7 +3,8 @@
 Raw (``raw``): for each shipped dense network (the cloud-removal generators, the fusion quality net, the
 land-cover segmentation net) and the full-size CPU generator ``UNetGenerator(4, 4, depth=6, base=32,
 max_channels=256, norm="instance")``, megapixels per second of one batch (``--batch`` tiles of 128 and
-256 px), medians of ``--repeats`` runs after a warm-up, all in the same process:
+256 px), medians of ``--repeats`` rounds after a warm-up, all in the same process; each round runs every
+engine once in turn (:func:`timed_together`), so a drift of the machine's speed does not favour one:
 
 - ``eager``: the module as the engine called it before (``torch.no_grad``, the module as built);
 - ``torch``: the torch backend (``inference_mode``, :func:`networks.inference_form`: instance norm as
@@ -20,7 +21,9 @@ and the core in ONNX Runtime).
 End to end (``e2e``): ``remove_clouds`` with the shipped model over a ``--size``^2 raster of real
 imagery (the held-out clear date of ``s2_cloud_pair`` mirrored into a mosaic), disk to disk, once per
 backend, each in its own process: seconds, MP/s, the ratio to the raw runner on the same number of tiles
-in memory (1.0 = the tiler adds nothing), and peak RSS. The mask touches every tile (small squares on a
+in memory (1.0 = the tiler adds nothing), and peak RSS. Each end-to-end run is followed by its own raw run
+and the ratio is the median of the ``--repeats`` paired ratios: on shared cores the machine's speed drifts
+by 10 % and more within minutes, which made a ratio of two medians taken minutes apart swing by as much. The mask touches every tile (small squares on a
 grid), so every tile runs the network; then ``auto`` once more with a mask over a sixteenth of the raster
 only, where the tiles with no masked pixel are skipped (the ratio then exceeds 1).
 
@@ -60,15 +63,19 @@ def engine():
     return backends, networks, weights
 
 
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def timed_together(fns: dict, repeats: int) -> dict:
+    """``{name: [seconds of each round]}``: each ``fn`` warmed up once, then ``repeats`` rounds that run every ``fn``
+    once in turn, so that the machine's drift (10 % and more within minutes on shared cores) falls on all of them
+    alike instead of on whichever was timed last."""
+    for fn in fns.values():
         fn()
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    runs = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - t0)
+    return runs
 
 
 def networks_to_measure():
@@ -114,9 +121,7 @@ def raw_row(name: str, part: str, module, forward, x, repeats: int, tmp: str) ->
     torch_runner = backends.prepare(module, "cpu", "torch", tile=x.shape[-1])
     default = backends.prepare(module, "cpu", "auto", tile=x.shape[-1], batch=len(x), cache=tmp)
     row["default_backend"] = default.backend
-    row["eager"] = mp / timed(eager, repeats)
-    row["torch"] = mp / timed(lambda: forward(torch_runner, x), repeats)
-    row["default"] = mp / timed(lambda: forward(default, x), repeats)
+    fns = {"eager": eager, "torch": lambda: forward(torch_runner, x), "default": lambda: forward(default, x)}
     if part != "whole generator":
         from cloudfree.models.onnx_export import INPUT, exported_file
 
@@ -125,7 +130,12 @@ def raw_row(name: str, part: str, module, forward, x, repeats: int, tmp: str) ->
         options.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         xn = x.numpy()
-        row["ort"] = mp / timed(lambda: session.run(None, {INPUT: xn}), repeats)
+        fns["ort"] = lambda: session.run(None, {INPUT: xn})
+    runs = timed_together(fns, repeats)
+    for name, seconds in runs.items():
+        row[name] = mp / statistics.median(seconds)
+    if "ort" in runs:  # the default path against ONNX Runtime, round by round
+        row["default_over_ort"] = statistics.median(o / d for o, d in zip(runs["ort"], runs["default"]))
     return row
 
 
@@ -156,7 +166,8 @@ def raw(repeats: int, batch: int, tiles: list) -> list:
 def print_raw(rows: list) -> None:
     for r in rows:
         ort = r.get("ort")
-        ratio = f"default/ort {r['default'] / ort:.2f}, torch/ort {r['torch'] / ort:.2f}" if ort else "ort n/a"
+        ratio = (f"default/ort {r['default'] / ort:.2f} (round by round {r['default_over_ort']:.2f}), "
+                 f"torch/ort {r['torch'] / ort:.2f}" if ort else "ort n/a")
         print(f"{r['network']:32s} {r['part']:16s} tile {r['tile']:3d}: eager {r['eager']:.2f}  torch {r['torch']:.2f}"
               f"  ort {ort or float('nan'):.2f}  default ({r['default_backend']}) {r['default']:.2f} MP/s;  {ratio}",
               flush=True)
@@ -204,7 +215,7 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
 
     backends, _, weights = engine()
     from cloudfree.models import cloud_removal as cr
-    from cloudfree.models import raster, runtime
+    from cloudfree.models import raster
     from cloudfree.models.tiling import TileLayout
 
     gdal.SetCacheMax(256 * 2 ** 20)
@@ -213,7 +224,7 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
         img, mask, big, msk = mosaic(raster, size, tmp, cover)
         tile = weights.read_metadata(model_path).tile_size
         n_tiles = len(TileLayout(size, tile, 32).starts()) ** 2
-        e2e, summary = [], {}
+        e2e, raws, ratios, summary, all_tiles = [], [], [], {}, None
         for r in range(repeats):
             t0 = time.perf_counter()
             summary = cr.remove_clouds(raster.raster_info(img), os.path.join(tmp, f"out{r}.tif"), model_path,
@@ -222,24 +233,41 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
                                                                  backend=backend))
             e2e.append(time.perf_counter() - t0)
             os.remove(os.path.join(tmp, f"out{r}.tif"))
-        # the same runner on the same number of tiles in memory (a sample of the raster's tiles, cycled)
-        network, _ = weights.load_model(model_path)
-        runner = backends.prepare(network, "cpu", backend, tile=tile, batch=batch)  # the engine the runs used (auto: remembered)
-        batches = sample_batches(big, msk, tile, batch)
-
-        def all_tiles():
-            with runtime.steady_memory():  # the allocator settings the tiler runs under
-                for k in range(0, n_tiles, batch):
-                    x, prior = batches[(k // batch) % len(batches)]
-                    runner(x, prior).numpy()
-
-        raw_s = timed(all_tiles, max(1, repeats))
+            if all_tiles is None:  # after the first run: auto's choice is remembered by then
+                all_tiles = raw_loop(backends, weights, model_path, backend, big, msk, tile, batch, n_tiles)
+                all_tiles()  # warm-up
+            # the same runner on the same number of tiles in memory, right after: the machine's speed drifts
+            # by 10 % and more over minutes on shared cores, so each run is paired with its own raw run
+            t0 = time.perf_counter()
+            all_tiles()
+            raws.append(time.perf_counter() - t0)
+            ratios.append(raws[-1] / e2e[-1])
+        raw_s = statistics.median(raws)
     e = statistics.median(e2e)
     mp = size * size / 1e6
     return {"backend": backend, "cover": cover, "used": summary.get("backend"), "size": size, "tile": tile, "tiles": n_tiles,
             "e2e_s": e, "raw_s": raw_s, "e2e_mp_per_s": mp / e, "raw_tiles_per_s": n_tiles / raw_s,
-            "ratio": raw_s / e, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads(), "e2e_runs_s": e2e}
+            "ratio": statistics.median(ratios), "ratio_of_medians": raw_s / e, "ratios": ratios,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads(), "e2e_runs_s": e2e, "raw_runs_s": raws}
+
+
+def raw_loop(backends, weights, model_path: str, backend: str, big, msk, tile: int, batch: int, n_tiles: int):
+    """A function running ``backend``'s runner (as the runs prepared it) on ``n_tiles`` tiles in memory: a sample of
+    the raster's tiles (:func:`sample_batches`), cycled, under the tiler's allocator settings."""
+    from cloudfree.models import runtime
+
+    network, _ = weights.load_model(model_path)
+    runner = backends.prepare(network, "cpu", backend, tile=tile, batch=batch)  # auto: the remembered engine
+    batches = sample_batches(big, msk, tile, batch)
+
+    def all_tiles():
+        with runtime.steady_memory():
+            for k in range(0, n_tiles, batch):
+                x, prior = batches[(k // batch) % len(batches)]
+                runner(x, prior).numpy()
+
+    return all_tiles
 
 
 def e2e(size: int, repeats: int, batch: int, threads: int | None) -> list:
@@ -255,7 +283,9 @@ def e2e(size: int, repeats: int, batch: int, threads: int | None) -> list:
         rows.append(r)
         print(f"removeclouds {size}x{size}x4, mask over {cover}, backend {backend}: {r['e2e_s']:.1f} s "
               f"({r['e2e_mp_per_s']:.2f} MP/s), "
-              f"raw runner {r['raw_s']:.1f} s for the same {r['tiles']} tiles; ratio {r['ratio']:.3f}; "
+              f"raw runner {r['raw_s']:.1f} s for the same {r['tiles']} tiles; ratio {r['ratio']:.3f} (median of "
+              f"{len(r['ratios'])} paired runs, {min(r['ratios']):.3f}-{max(r['ratios']):.3f}; ratio of the medians "
+              f"{r['ratio_of_medians']:.3f}); "
               f"peak RSS {r['peak_rss_mb']:.0f} MB; {r['used']}", flush=True)
     return rows
 
