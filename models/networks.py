@@ -119,18 +119,23 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
         up = F.interpolate(est, size=v.shape[-2:], mode="bilinear", align_corners=False)
         conf = w.clamp(0.0, 1.0)
         est = conf * (v / w.clamp_min(1e-6)) + (1.0 - conf) * up
-    filled = torch.where(known > 0, x, est)
+    keep = known > 0
+    filled = torch.where(keep, x, est)
     for _ in range(iterations):
-        filled = torch.where(known > 0, x, _box_mean3(filled))
+        filled = torch.where(keep, x, _box_mean3(filled))
     return filled
 
 
 def _box_mean3(x: torch.Tensor) -> torch.Tensor:
     """Mean of each pixel's 3 x 3 neighbourhood, edges replicated: ``avg_pool2d(pad(x), 3, 1)`` as two
-    separable sums of shifted views, ten times faster on the CPU than torch's pooling kernel (measured)."""
+    separable sums of shifted views, ten times faster on the CPU than torch's pooling kernel (measured).
+    The sums are added in place, in the same order: the same values with two temporaries fewer."""
     p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
-    rows = p[..., :, :-2] + p[..., :, 1:-1] + p[..., :, 2:]
-    return (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) * (1.0 / 9.0)
+    rows = p[..., :, :-2] + p[..., :, 1:-1]
+    rows += p[..., :, 2:]
+    out = rows[..., :-2, :] + rows[..., 1:-1, :]
+    out += rows[..., 2:, :]
+    return out.mul_(1.0 / 9.0)
 
 
 # defaults of unmix_parts (a model file stores its own values in its hyperparameters)

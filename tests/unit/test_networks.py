@@ -27,6 +27,14 @@ def test_smooth_fill_of_odd_sizes_and_empty_masks():
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
+def test_box_mean_is_the_replicate_padded_3x3_mean_and_leaves_its_input_alone():
+    x = torch.rand(2, 3, 37, 53)
+    before = x.clone()
+    reference = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    torch.testing.assert_close(networks._box_mean3(x), reference, rtol=0, atol=1e-6)
+    assert torch.equal(x, before)  # its sums are added in place into its own temporaries only
+
+
 @pytest.mark.parametrize("bands, extra, tile", [(4, 1, 64), (3, 2, 128), (6, 1, 64)])
 def test_fill_residual_generator_shapes_and_clear_tiles(bands, extra, tile):
     g = networks.FillResidualGenerator(bands, extra, depth=5, base=8, max_channels=32).eval()
