@@ -23,9 +23,10 @@ imagery (the held-out clear date of ``s2_cloud_pair`` mirrored into a mosaic), d
 backend, each in its own process: seconds, MP/s, the ratio to the raw runner on the same number of tiles
 in memory (1.0 = the tiler adds nothing), and peak RSS. Each end-to-end run is followed by its own raw run
 and the ratio is the median of the ``--repeats`` paired ratios: on shared cores the machine's speed drifts
-by 10 % and more within minutes, which made a ratio of two medians taken minutes apart swing by as much. The mask touches every tile (small squares on a
-grid), so every tile runs the network; then ``auto`` once more with a mask over a sixteenth of the raster
-only, where the tiles with no masked pixel are skipped (the ratio then exceeds 1).
+by 10 % and more within minutes, which made a ratio of two medians taken minutes apart swing by as much.
+The mask touches every tile (small squares on a grid), so every tile runs the network; then ``auto`` once
+more with a mask over a sixteenth of the raster only, where the tiles with no masked pixel are skipped (the
+ratio then exceeds 1).
 
 Threads: ``--threads`` (default: torch's, the physical cores); ONNX Runtime gets as many.
 
