@@ -94,6 +94,7 @@ class UNetGenerator(nn.Module):
 PRIOR_WEIGHT = 0.05  # a prior counts like 5 % of one known pixel: it only decides where nothing is known
 
 
+@torch.no_grad()
 def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
                 prior: torch.Tensor | None = None) -> torch.Tensor:
     """Fill unknown pixels smoothly from known ones: push-pull pyramid, then diffusion.
@@ -103,7 +104,8 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
     harmonic inpainting, but a few cheap convolutions on any device). ``prior`` (same shape as
     ``x``), when given, is a weak observation everywhere: it decides the fill only where the
     tile itself holds no known pixel nearby (e.g. a tile inside a large cloud, whose fill
-    then comes from a coarse fill of the whole raster instead of from nothing).
+    then comes from a coarse fill of the whole raster instead of from nothing). No gradient
+    flows through the fill: its inputs are data, never learned values.
     """
     import torch.nn.functional as F
 
@@ -120,22 +122,54 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
         conf = w.clamp(0.0, 1.0)
         est = conf * (v / w.clamp_min(1e-6)) + (1.0 - conf) * up
     keep = known > 0
-    filled = torch.where(keep, x, est)
+    # diffusion: each step puts the 3 x 3 mean of the last step (edges replicated, as _box_mean3) on the
+    # unknown pixels. A step writes straight into the inside of one padded array and then copies its edges
+    # onto the one-pixel rim: no new arrays per step and no padding copy (the same values, bit for bit)
+    padded = F.pad(torch.where(keep, x, est), (1, 1, 1, 1), mode="replicate")
+    inside = padded[..., 1:-1, 1:-1]
+    rows, mean = torch.empty_like(padded[..., 1:-1]), torch.empty_like(x)
     for _ in range(iterations):
-        filled = torch.where(keep, x, _box_mean3(filled))
-    return filled
+        torch.where(keep, x, _mean3_of_padded(padded, rows, mean), out=inside)
+        _replicate_rim(padded)
+    return inside.contiguous()
 
 
 def _box_mean3(x: torch.Tensor) -> torch.Tensor:
     """Mean of each pixel's 3 x 3 neighbourhood, edges replicated: ``avg_pool2d(pad(x), 3, 1)`` as two
-    separable sums of shifted views, ten times faster on the CPU than torch's pooling kernel (measured).
-    The sums are added in place, in the same order: the same values with two temporaries fewer."""
-    p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
-    rows = p[..., :, :-2] + p[..., :, 1:-1]
+    separable sums of shifted views, ten times faster on the CPU than torch's pooling kernel (measured)."""
+    return _mean3_of_padded(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"))
+
+
+def _mean3_of_padded(p: torch.Tensor, rows: torch.Tensor | None = None,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+    """The 3 x 3 means of the inside of ``p`` (padded by one pixel): row sums, then column sums, added in
+    place, then / 9; into ``rows`` (``p`` less two columns) and ``out`` (its inside) when given."""
+    rows = torch.add(p[..., :, :-2], p[..., :, 1:-1], out=rows)
     rows += p[..., :, 2:]
-    out = rows[..., :-2, :] + rows[..., 1:-1, :]
+    out = torch.add(rows[..., :-2, :], rows[..., 1:-1, :], out=out)
     out += rows[..., 2:, :]
     return out.mul_(1.0 / 9.0)
+
+
+def _replicate_rim(p: torch.Tensor) -> None:
+    """Copy the edges of the inside of ``p`` onto its one-pixel rim, as ``pad(mode="replicate")`` lays it out."""
+    p[..., 0, 1:-1] = p[..., 1, 1:-1]
+    p[..., -1, 1:-1] = p[..., -2, 1:-1]
+    p[..., :, 0] = p[..., :, 1]
+    p[..., :, -1] = p[..., :, -2]
+
+
+def row_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(values, q, dim=1, keepdim=True)`` of a 2-D tensor without NaN, bit for bit (its
+    linear interpolation between the two order statistics around ``q (n - 1)``, computed in the values'
+    type), by selection (``kthvalue``) instead of a full sort: 3-4 times faster on the thousands of cloud
+    pixels of a tile."""
+    rank = torch.tensor(q, dtype=values.dtype) * (values.shape[1] - 1)
+    below, above = int(rank.floor()), int(rank.ceil())
+    low = values.kthvalue(below + 1, dim=1, keepdim=True).values
+    if above == below:
+        return low
+    return torch.lerp(low, values.kthvalue(above + 1, dim=1, keepdim=True).values, rank - below)
 
 
 # defaults of unmix_parts (a model file stores its own values in its hyperparameters)
@@ -184,9 +218,9 @@ def unmix_parts(x: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, clip: f
         if int(seen.sum()) < 16:
             continue
         dark = ((xs - fs).sum(0) < 0) & seen
-        colour = torch.quantile(xs[:, seen], quantile, dim=1, keepdim=True)
+        colour = row_quantile(xs[:, seen], quantile)
         if int(dark.sum()) >= 16:
-            shade = torch.quantile(xs[:, dark], 1.0 - quantile, dim=1, keepdim=True)
+            shade = row_quantile(xs[:, dark], 1.0 - quantile)
         else:
             shade = fs.mean(1, keepdim=True)
         target = torch.where(dark[None], shade, colour)

@@ -35,6 +35,41 @@ def test_box_mean_is_the_replicate_padded_3x3_mean_and_leaves_its_input_alone():
     assert torch.equal(x, before)  # its sums are added in place into its own temporaries only
 
 
+def _diffusion_step_by_step(x, known, start, iterations):
+    """The smooth fill's diffusion written plainly, from ``start``: a new array per step from _box_mean3."""
+    keep = known > 0
+    filled = start
+    for _ in range(iterations):
+        filled = torch.where(keep, x, networks._box_mean3(filled))
+    return filled
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 37, 53), (1, 4, 128, 128), (1, 1, 1, 9), (2, 2, 1, 1)])
+def test_smooth_fill_diffusion_in_one_padded_array_gives_the_step_by_step_values(shape):
+    """The fill diffuses inside one padded array (no new arrays per step): bit for bit the plain loop,
+    started from the fill with no diffusion step (the pyramid's estimate, known pixels kept)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(*shape, generator=g)
+    known = (torch.rand(shape[0], 1, *shape[2:], generator=g) > 0.7).float()
+    prior = torch.rand(*shape, generator=g)
+    start = networks.smooth_fill(x, known, 0, prior)
+    assert torch.equal(start[(known > 0).expand_as(x)], x[(known > 0).expand_as(x)])
+    out = networks.smooth_fill(x, known, 7, prior)
+    assert out.is_contiguous()
+    assert torch.equal(out, _diffusion_step_by_step(x, known, start, 7))
+
+
+def test_row_quantile_is_torch_quantile_bit_for_bit():
+    g = torch.Generator().manual_seed(5)
+    for n in (1, 2, 3, 16, 101, 4097):
+        for ties in (False, True):
+            v = torch.randn(4, n, generator=g)
+            if ties:
+                v = v.round(decimals=1)
+            for q in (0.0, 0.03, 0.5, 0.97, 1.0):
+                assert torch.equal(networks.row_quantile(v, q), torch.quantile(v, q, dim=1, keepdim=True)), (n, q)
+
+
 @pytest.mark.parametrize("bands, extra, tile", [(4, 1, 64), (3, 2, 128), (6, 1, 64)])
 def test_fill_residual_generator_shapes_and_clear_tiles(bands, extra, tile):
     g = networks.FillResidualGenerator(bands, extra, depth=5, base=8, max_channels=32).eval()

@@ -40,6 +40,19 @@ def test_log_compression_beyond_clip_matches_torch_and_inverts():
                                atol=1e-6)
 
 
+def test_torch_compression_computes_only_past_the_clip_with_the_same_values_and_gradients():
+    g = torch.Generator().manual_seed(2)
+    for y in (torch.randn(2, 4, 33, 17, generator=g) * 3, torch.randn(1, 3, 8, 8, generator=g) * 0.5):
+        whole_c = torch.where(y.abs() > 2.0, torch.sign(y) * (2.0 + torch.log1p((y.abs() - 2.0).clamp_min(0.0))), y)
+        whole_e = torch.where(y.abs() > 2.0, torch.sign(y) * (2.0 + torch.expm1(y.abs() - 2.0)), y)
+        assert torch.equal(nz.compress(y, 2.0), whole_c) and torch.equal(nz.expand(y, 2.0), whole_e)
+    inside = torch.rand(2, 3, 5, 5)
+    assert nz.compress(inside, 2.0) is inside and nz.expand(inside, 2.0) is inside  # nothing to compute
+    y = torch.tensor([-5.0, -1.0, 0.5, 3.0], requires_grad=True)  # training blends through compress
+    nz.compress(y, 2.0).sum().backward()
+    torch.testing.assert_close(y.grad, torch.tensor([1 / 4.0, 1.0, 1.0, 1 / 2.0]))
+
+
 def test_nan_becomes_zero_and_empty_statistics_fall_back():
     stats = {"low": [0.0], "high": [1.0]}
     y = nz.to_network(np.array([[[np.nan, 0.5]]]), stats, target=0.8, clip=2.0)
