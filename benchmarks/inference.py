@@ -28,10 +28,15 @@ The mask touches every tile (small squares on a grid), so every tile runs the ne
 more with a mask over a sixteenth of the raster only, where the tiles with no masked pixel are skipped (the
 ratio then exceeds 1).
 
+The tiler alone (``tiler``): the same ``remove_clouds`` run with the network replaced by a stand-in that
+returns its input, so the seconds left are the tiler's own (what the end-to-end ratio can at best reach:
+raw / (raw + these seconds), less where the tiler's background threads share the cores with the network).
+
 Threads: ``--threads`` (default: torch's, the physical cores); ONNX Runtime gets as many.
 
     .venv/bin/python benchmarks/inference.py raw --repeats 5
     .venv/bin/python benchmarks/inference.py e2e --size 4096 --repeats 3
+    .venv/bin/python benchmarks/inference.py tiler --size 4096 --repeats 5
 """
 
 from __future__ import annotations
@@ -271,6 +276,50 @@ def raw_loop(backends, weights, model_path: str, backend: str, big, msk, tile: i
     return all_tiles
 
 
+def tiler_cost(size: int, repeats: int, batch: int) -> dict:
+    """``remove_clouds`` over the same mosaic and every-tile mask as ``e2e``, with the network replaced by a
+    stand-in that returns its input bands (a view: no work): what remains is the tiler's own cost (the input
+    sample, the coarse prior, reading, cutting batches, mapping to and from network space, blending,
+    finishing rows, feathering, writing). Seconds of each run after a warm-up."""
+    from osgeo import gdal
+
+    backends, _, weights = engine()
+    from cloudfree.models import cloud_removal as cr
+    from cloudfree.models import raster
+
+    gdal.SetCacheMax(256 * 2 ** 20)
+    model_path = weights.shipped_model("cloud_removal_small.safetensors")
+    bands = weights.read_metadata(model_path).hyperparameters["bands"]
+    real_prepare = backends.prepare
+
+    def stand_in(*args, **kwargs):  # run_generator imports prepare from the module when it runs
+        runner = real_prepare(*args, **kwargs)
+        runner.forward = lambda x, prior=None: x[:, :bands]
+        return runner
+
+    backends.prepare = stand_in
+    runs = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            img, mask, _, _ = mosaic(raster, size, tmp, "every_tile")
+            for r in range(repeats + 1):
+                out = os.path.join(tmp, f"out{r}.tif")
+                t0 = time.perf_counter()
+                cr.remove_clouds(raster.raster_info(img), out, model_path, mask=raster.raster_info(mask),
+                                 mask_values=(1,), options=cr.RemovalOptions(overlap=32, batch_size=batch,
+                                                                             device="cpu", backend="torch"))
+                runs.append(time.perf_counter() - t0)
+                os.remove(out)
+    finally:
+        backends.prepare = real_prepare
+    runs = runs[1:]  # the first run warms up
+    row = {"size": size, "batch": batch, "seconds": statistics.median(runs), "runs_s": runs,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(f"tiler alone (removeclouds {size}x{size}x4, every tile, the network replaced by a stand-in that returns "
+          f"its input): {row['seconds']:.2f} s, median of {len(runs)} ({min(runs):.2f}-{max(runs):.2f})", flush=True)
+    return row
+
+
 def e2e(size: int, repeats: int, batch: int, threads: int | None) -> list:
     """Each backend on a mask that every tile touches (every tile runs the network: the ratio is the tiler's
     own cost), then ``auto`` on a mask over a sixteenth (tiles with no masked pixel are skipped)."""
@@ -293,7 +342,7 @@ def e2e(size: int, repeats: int, batch: int, threads: int | None) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["raw", "e2e", "all"])
+    ap.add_argument("what", choices=["raw", "e2e", "tiler", "all"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--tiles", type=int, nargs="+", default=[128, 256])
@@ -319,6 +368,8 @@ def main() -> None:
             results["raw"] = raw(args.repeats, args.batch, args.tiles)
         if args.what in ("e2e", "all"):
             results["e2e"] = e2e(args.size, args.repeats, args.batch, args.threads)
+        if args.what in ("tiler", "all"):
+            results["tiler"] = tiler_cost(args.size, args.repeats, args.batch)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
