@@ -122,7 +122,7 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
         conf = w.clamp(0.0, 1.0)
         est = conf * (v / w.clamp_min(1e-6)) + (1.0 - conf) * up
     keep = known > 0
-    # diffusion: each step puts the 3 x 3 mean of the last step (edges replicated, as _box_mean3) on the
+    # diffusion: each step puts the 3 x 3 mean of the last step (edges replicated) on the
     # unknown pixels. A step writes straight into the inside of one padded array and then copies its edges
     # onto the one-pixel rim: no new arrays per step and no padding copy (the same values, bit for bit)
     padded = F.pad(torch.where(keep, x, est), (1, 1, 1, 1), mode="replicate")
@@ -134,16 +134,12 @@ def smooth_fill(x: torch.Tensor, known: torch.Tensor, iterations: int = 24,
     return inside.contiguous()
 
 
-def _box_mean3(x: torch.Tensor) -> torch.Tensor:
-    """Mean of each pixel's 3 x 3 neighbourhood, edges replicated: ``avg_pool2d(pad(x), 3, 1)`` as two
-    separable sums of shifted views, ten times faster on the CPU than torch's pooling kernel (measured)."""
-    return _mean3_of_padded(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"))
-
-
 def _mean3_of_padded(p: torch.Tensor, rows: torch.Tensor | None = None,
                      out: torch.Tensor | None = None) -> torch.Tensor:
-    """The 3 x 3 means of the inside of ``p`` (padded by one pixel): row sums, then column sums, added in
-    place, then / 9; into ``rows`` (``p`` less two columns) and ``out`` (its inside) when given."""
+    """The 3 x 3 means of the inside of ``p`` (padded by one pixel; ``avg_pool2d(p, 3, 1)``) as two separable
+    sums of shifted views, ten times faster on the CPU than torch's pooling kernel (measured): row sums, then
+    column sums, added in place, then / 9; into ``rows`` (``p`` less two columns) and ``out`` (its inside)
+    when given."""
     rows = torch.add(p[..., :, :-2], p[..., :, 1:-1], out=rows)
     rows += p[..., :, 2:]
     out = torch.add(rows[..., :-2, :], rows[..., 1:-1, :], out=out)

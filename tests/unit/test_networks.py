@@ -27,20 +27,26 @@ def test_smooth_fill_of_odd_sizes_and_empty_masks():
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
+def _box_mean3(x):
+    """Each pixel's 3 x 3 mean, edges replicated, as the smooth fill takes it."""
+    return networks._mean3_of_padded(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"))
+
+
 def test_box_mean_is_the_replicate_padded_3x3_mean_and_leaves_its_input_alone():
     x = torch.rand(2, 3, 37, 53)
-    before = x.clone()
-    reference = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
-    torch.testing.assert_close(networks._box_mean3(x), reference, rtol=0, atol=1e-6)
-    assert torch.equal(x, before)  # its sums are added in place into its own temporaries only
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    before = padded.clone()
+    reference = torch.nn.functional.avg_pool2d(padded, 3, 1)
+    torch.testing.assert_close(networks._mean3_of_padded(padded), reference, rtol=0, atol=1e-6)
+    assert torch.equal(padded, before)  # its sums are added in place into its own temporaries only
 
 
 def _diffusion_step_by_step(x, known, start, iterations):
-    """The smooth fill's diffusion written plainly, from ``start``: a new array per step from _box_mean3."""
+    """The smooth fill's diffusion written plainly, from ``start``: a padded copy and a new mean per step."""
     keep = known > 0
     filled = start
     for _ in range(iterations):
-        filled = torch.where(keep, x, networks._box_mean3(filled))
+        filled = torch.where(keep, x, _box_mean3(filled))
     return filled
 
 
