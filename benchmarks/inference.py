@@ -220,7 +220,6 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
     from osgeo import gdal
 
     backends, _, weights = engine()
-    from cloudfree.models import cloud_removal as cr
     from cloudfree.models import raster
     from cloudfree.models.tiling import TileLayout
 
@@ -231,14 +230,9 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
         tile = weights.read_metadata(model_path).tile_size
         n_tiles = len(TileLayout(size, tile, 32).starts()) ** 2
         e2e, raws, ratios, summary, all_tiles = [], [], [], {}, None
-        for r in range(repeats):
-            t0 = time.perf_counter()
-            summary = cr.remove_clouds(raster.raster_info(img), os.path.join(tmp, f"out{r}.tif"), model_path,
-                                       mask=raster.raster_info(mask), mask_values=(1,),
-                                       options=cr.RemovalOptions(overlap=32, batch_size=batch, device="cpu",
-                                                                 backend=backend))
-            e2e.append(time.perf_counter() - t0)
-            os.remove(os.path.join(tmp, f"out{r}.tif"))
+        for _ in range(repeats):
+            seconds, summary = removal_run(img, mask, model_path, backend, batch, tmp)
+            e2e.append(seconds)
             if all_tiles is None:  # after the first run: auto's choice is remembered by then
                 all_tiles = raw_loop(backends, weights, model_path, backend, big, msk, tile, batch, n_tiles)
                 all_tiles()  # warm-up
@@ -256,6 +250,22 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
             "ratio": statistics.median(ratios), "ratio_of_medians": raw_s / e, "ratios": ratios,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": torch.get_num_threads(), "e2e_runs_s": e2e, "raw_runs_s": raws}
+
+
+def removal_run(img: str, mask: str, model_path: str, backend: str, batch: int, tmp: str) -> tuple:
+    """``(seconds, summary)`` of one ``remove_clouds`` of the mosaic ``img`` under ``mask`` (value 1) with the
+    benchmark's options, disk to disk; the output is deleted again."""
+    from cloudfree.models import cloud_removal as cr
+    from cloudfree.models import raster
+
+    out = os.path.join(tmp, "out.tif")
+    t0 = time.perf_counter()
+    summary = cr.remove_clouds(raster.raster_info(img), out, model_path, mask=raster.raster_info(mask),
+                               mask_values=(1,), options=cr.RemovalOptions(overlap=32, batch_size=batch,
+                                                                           device="cpu", backend=backend))
+    seconds = time.perf_counter() - t0
+    os.remove(out)
+    return seconds, summary
 
 
 def raw_loop(backends, weights, model_path: str, backend: str, big, msk, tile: int, batch: int, n_tiles: int):
@@ -284,7 +294,6 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
     from osgeo import gdal
 
     backends, _, weights = engine()
-    from cloudfree.models import cloud_removal as cr
     from cloudfree.models import raster
 
     gdal.SetCacheMax(256 * 2 ** 20)
@@ -302,14 +311,8 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             img, mask, _, _ = mosaic(raster, size, tmp, "every_tile")
-            for r in range(repeats + 1):
-                out = os.path.join(tmp, f"out{r}.tif")
-                t0 = time.perf_counter()
-                cr.remove_clouds(raster.raster_info(img), out, model_path, mask=raster.raster_info(mask),
-                                 mask_values=(1,), options=cr.RemovalOptions(overlap=32, batch_size=batch,
-                                                                             device="cpu", backend="torch"))
-                runs.append(time.perf_counter() - t0)
-                os.remove(out)
+            for _ in range(repeats + 1):
+                runs.append(removal_run(img, mask, model_path, "torch", batch, tmp)[0])
     finally:
         backends.prepare = real_prepare
     runs = runs[1:]  # the first run warms up
