@@ -290,7 +290,8 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
     """``remove_clouds`` over the same mosaic and every-tile mask as ``e2e``, with the network replaced by a
     stand-in that returns its input bands (a view: no work): what remains is the tiler's own cost (the input
     sample, the coarse prior, reading, cutting batches, mapping to and from network space, blending,
-    finishing rows, feathering, writing). Seconds of each run after a warm-up."""
+    finishing rows, feathering, writing). Seconds of each run after a warm-up, and the CPU seconds of all the
+    process's threads (what the tiler takes from a network that keeps every core busy)."""
     from osgeo import gdal
 
     backends, _, weights = engine()
@@ -307,19 +308,23 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
         return runner
 
     backends.prepare = stand_in
-    runs = []
+    runs, cpu = [], []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             img, mask, _, _ = mosaic(raster, size, tmp, "every_tile")
             for _ in range(repeats + 1):
+                before = os.times()
                 runs.append(removal_run(img, mask, model_path, "torch", batch, tmp)[0])
+                after = os.times()
+                cpu.append(after.user - before.user + after.system - before.system)
     finally:
         backends.prepare = real_prepare
-    runs = runs[1:]  # the first run warms up
+    runs, cpu = runs[1:], cpu[1:]  # the first run warms up
     row = {"size": size, "batch": batch, "seconds": statistics.median(runs), "runs_s": runs,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "cpu_s": statistics.median(cpu), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(f"tiler alone (removeclouds {size}x{size}x4, every tile, the network replaced by a stand-in that returns "
-          f"its input): {row['seconds']:.2f} s, median of {len(runs)} ({min(runs):.2f}-{max(runs):.2f})", flush=True)
+          f"its input): {row['seconds']:.2f} s, median of {len(runs)} ({min(runs):.2f}-{max(runs):.2f}); CPU time "
+          f"of all its threads {row['cpu_s']:.2f} s", flush=True)
     return row
 
 
