@@ -293,6 +293,7 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
     finishing rows, feathering, writing). Seconds of each run after a warm-up, and the CPU seconds of all the
     process's threads (what the tiler takes from a network that keeps every core busy)."""
     from osgeo import gdal
+    from scale_out import cpu_seconds  # this process's user + system seconds, every thread's
 
     backends, _, weights = engine()
     from cloudfree.models import raster
@@ -313,10 +314,9 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             img, mask, _, _ = mosaic(raster, size, tmp, "every_tile")
             for _ in range(repeats + 1):
-                before = os.times()
+                before = cpu_seconds()
                 runs.append(removal_run(img, mask, model_path, "torch", batch, tmp)[0])
-                after = os.times()
-                cpu.append(after.user - before.user + after.system - before.system)
+                cpu.append(cpu_seconds() - before)
     finally:
         backends.prepare = real_prepare
     runs, cpu = runs[1:], cpu[1:]  # the first run warms up
