@@ -55,7 +55,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIR = ROOT.parent / "shared" / "data" / "s2_cloud_pair"
 SHIPPED = ("cloud_removal_small", "cloud_removal_guided_optical", "cloud_removal_guided_radar", "fusion_default",
            "fusion_default.segmentation")
 FULL = "generator_full (the issue's table)"
@@ -183,11 +182,9 @@ def mosaic(raster, size: int, tmp: str, cover: str = "sixteenth") -> tuple:
     """The held-out clear date mirrored into a ``size``^2 mosaic, and a square cloud mask over a sixteenth of
     it (``cover="every_tile"``: 8 px squares every 48 px as well, so that every tile holds a masked pixel
     and none is skipped, with clear pixels left for the image statistics)."""
-    src = raster.read_window(raster.open_raster(str(PAIR / "clean.tif")), (0, 0, 256, 256), [2, 3, 4, 8])
-    tile2 = np.concatenate([src, src[:, :, ::-1]], axis=2)
-    tile2 = np.concatenate([tile2, tile2[:, ::-1]], axis=1)
-    reps = size // 512 + 1
-    big = np.ascontiguousarray(np.tile(tile2, (1, reps, reps))[:, :size, :size])
+    from mosaic import clear_date_mosaic
+
+    big = clear_date_mosaic(raster, size)
     gt = (500000, 10, 0, 5000000, 0, -10)
     img = raster.write_array(os.path.join(tmp, "big.tif"), big, geotransform=gt, crs_wkt="")
     msk = np.zeros((1, size, size), dtype=np.uint8)

@@ -54,11 +54,9 @@ def engine():
 def write_inputs(raster, folder: str, size: int) -> tuple:
     """``(image, mask)`` paths: the real clear date as a mirrored mosaic (synthetic without the shared data)."""
     if (PAIR / "clean.tif").exists():
-        src = raster.read_window(raster.open_raster(str(PAIR / "clean.tif")), (0, 0, 256, 256), [2, 3, 4, 8])
-        quad = np.concatenate([src, src[:, :, ::-1]], axis=2)
-        quad = np.concatenate([quad, quad[:, ::-1]], axis=1)
-        reps = size // 512 + 1
-        image = np.ascontiguousarray(np.tile(quad, (1, reps, reps))[:, :size, :size])
+        from mosaic import clear_date_mosaic
+
+        image = clear_date_mosaic(raster, size)
     else:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         base = 0.15 + 0.08 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
