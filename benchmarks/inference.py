@@ -21,9 +21,10 @@ and the core in ONNX Runtime).
 End to end (``e2e``): ``remove_clouds`` with the shipped model over a ``--size``^2 raster of real
 imagery (the held-out clear date of ``s2_cloud_pair`` mirrored into a mosaic), disk to disk, once per
 backend, each in its own process: seconds, MP/s, the ratio to the raw runner on the same number of tiles
-in memory (1.0 = the tiler adds nothing), and peak RSS. Each end-to-end run is followed by its own raw run
-and the ratio is the median of the ``--repeats`` paired ratios: on shared cores the machine's speed drifts
-by 10 % and more within minutes, which made a ratio of two medians taken minutes apart swing by as much.
+in memory (1.0 = the tiler adds nothing), the CPU seconds of every thread of both, and peak RSS. Each
+end-to-end run is followed by its own raw run and the ratio is the median of the ``--repeats`` paired
+ratios: on shared cores the machine's speed drifts by 10 % and more within minutes, which made a ratio of
+two medians taken minutes apart swing by as much.
 The mask touches every tile (small squares on a grid), so every tile runs the network; then ``auto`` once
 more with a mask over a sixteenth of the raster only, where the tiles with no masked pixel are skipped (the
 ratio then exceeds 1).
@@ -212,9 +213,11 @@ def sample_batches(big: np.ndarray, msk: np.ndarray, tile: int, batch: int, grid
 
 
 def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "sixteenth") -> dict:
-    """``remove_clouds`` end to end with ``backend`` against its runner on the same tiles in memory."""
+    """``remove_clouds`` end to end with ``backend`` against its runner on the same tiles in memory, each run paired
+    with a raw run right after it; wall and CPU seconds (every thread's) of both."""
     import torch
     from osgeo import gdal
+    from scale_out import cpu_seconds
 
     backends, _, weights = engine()
     from cloudfree.models import raster
@@ -226,18 +229,21 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
         img, mask, big, msk = mosaic(raster, size, tmp, cover)
         tile = weights.read_metadata(model_path).tile_size
         n_tiles = len(TileLayout(size, tile, 32).starts()) ** 2
-        e2e, raws, ratios, summary, all_tiles = [], [], [], {}, None
+        e2e, raws, ratios, e2e_cpu, raw_cpu, summary, all_tiles = [], [], [], [], [], {}, None
         for _ in range(repeats):
+            before = cpu_seconds()
             seconds, summary = removal_run(img, mask, model_path, backend, batch, tmp)
+            e2e_cpu.append(cpu_seconds() - before)
             e2e.append(seconds)
             if all_tiles is None:  # after the first run: auto's choice is remembered by then
                 all_tiles = raw_loop(backends, weights, model_path, backend, big, msk, tile, batch, n_tiles)
                 all_tiles()  # warm-up
             # the same runner on the same number of tiles in memory, right after: the machine's speed drifts
             # by 10 % and more over minutes on shared cores, so each run is paired with its own raw run
-            t0 = time.perf_counter()
+            t0, before = time.perf_counter(), cpu_seconds()
             all_tiles()
             raws.append(time.perf_counter() - t0)
+            raw_cpu.append(cpu_seconds() - before)
             ratios.append(raws[-1] / e2e[-1])
         raw_s = statistics.median(raws)
     e = statistics.median(e2e)
@@ -246,7 +252,9 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
             "e2e_s": e, "raw_s": raw_s, "e2e_mp_per_s": mp / e, "raw_tiles_per_s": n_tiles / raw_s,
             "ratio": statistics.median(ratios), "ratio_of_medians": raw_s / e, "ratios": ratios,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads(), "e2e_runs_s": e2e, "raw_runs_s": raws}
+            "threads": torch.get_num_threads(), "e2e_runs_s": e2e, "raw_runs_s": raws,
+            "e2e_cpu_s": statistics.median(e2e_cpu), "raw_cpu_s": statistics.median(raw_cpu),
+            "e2e_runs_cpu_s": e2e_cpu, "raw_runs_cpu_s": raw_cpu}
 
 
 def removal_run(img: str, mask: str, model_path: str, backend: str, batch: int, tmp: str) -> tuple:
@@ -340,7 +348,8 @@ def e2e(size: int, repeats: int, batch: int, threads: int | None) -> list:
               f"({r['e2e_mp_per_s']:.2f} MP/s), "
               f"raw runner {r['raw_s']:.1f} s for the same {r['tiles']} tiles; ratio {r['ratio']:.3f} (median of "
               f"{len(r['ratios'])} paired runs, {min(r['ratios']):.3f}-{max(r['ratios']):.3f}; ratio of the medians "
-              f"{r['ratio_of_medians']:.3f}); "
+              f"{r['ratio_of_medians']:.3f}); CPU seconds of every thread, medians: {r['e2e_cpu_s']:.1f} end to end, "
+              f"{r['raw_cpu_s']:.1f} raw; "
               f"peak RSS {r['peak_rss_mb']:.0f} MB; {r['used']}", flush=True)
     return rows
 
