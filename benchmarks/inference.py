@@ -231,10 +231,9 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
         n_tiles = len(TileLayout(size, tile, 32).starts()) ** 2
         e2e, raws, ratios, e2e_cpu, raw_cpu, summary, all_tiles = [], [], [], [], [], {}, None
         for _ in range(repeats):
-            before = cpu_seconds()
-            seconds, summary = removal_run(img, mask, model_path, backend, batch, tmp)
-            e2e_cpu.append(cpu_seconds() - before)
+            seconds, cpu, summary = removal_run(img, mask, model_path, backend, batch, tmp)
             e2e.append(seconds)
+            e2e_cpu.append(cpu)
             if all_tiles is None:  # after the first run: auto's choice is remembered by then
                 all_tiles = raw_loop(backends, weights, model_path, backend, big, msk, tile, batch, n_tiles)
                 all_tiles()  # warm-up
@@ -258,19 +257,21 @@ def one_e2e(backend: str, size: int, repeats: int, batch: int, cover: str = "six
 
 
 def removal_run(img: str, mask: str, model_path: str, backend: str, batch: int, tmp: str) -> tuple:
-    """``(seconds, summary)`` of one ``remove_clouds`` of the mosaic ``img`` under ``mask`` (value 1) with the
-    benchmark's options, disk to disk; the output is deleted again."""
+    """``(seconds, cpu_seconds, summary)`` of one ``remove_clouds`` of the mosaic ``img`` under ``mask`` (value 1)
+    with the benchmark's options, disk to disk (the CPU seconds of every thread of this process); the output
+    is deleted again."""
     from cloudfree.models import cloud_removal as cr
     from cloudfree.models import raster
+    from scale_out import cpu_seconds
 
     out = os.path.join(tmp, "out.tif")
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), cpu_seconds()
     summary = cr.remove_clouds(raster.raster_info(img), out, model_path, mask=raster.raster_info(mask),
                                mask_values=(1,), options=cr.RemovalOptions(overlap=32, batch_size=batch,
                                                                            device="cpu", backend=backend))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - before
     os.remove(out)
-    return seconds, summary
+    return seconds, cpu, summary
 
 
 def raw_loop(backends, weights, model_path: str, backend: str, big, msk, tile: int, batch: int, n_tiles: int):
@@ -298,7 +299,6 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
     finishing rows, feathering, writing). Seconds of each run after a warm-up, and the CPU seconds of all the
     process's threads (what the tiler takes from a network that keeps every core busy)."""
     from osgeo import gdal
-    from scale_out import cpu_seconds  # this process's user + system seconds, every thread's
 
     backends, _, weights = engine()
     from cloudfree.models import raster
@@ -319,9 +319,9 @@ def tiler_cost(size: int, repeats: int, batch: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             img, mask, _, _ = mosaic(raster, size, tmp, "every_tile")
             for _ in range(repeats + 1):
-                before = cpu_seconds()
-                runs.append(removal_run(img, mask, model_path, "torch", batch, tmp)[0])
-                cpu.append(cpu_seconds() - before)
+                seconds, cpu_s, _ = removal_run(img, mask, model_path, "torch", batch, tmp)
+                runs.append(seconds)
+                cpu.append(cpu_s)
     finally:
         backends.prepare = real_prepare
     runs, cpu = runs[1:], cpu[1:]  # the first run warms up
