@@ -476,12 +476,108 @@ def init_pix2pix_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
     return module
 
 
+class ResidualGenerator(nn.Module):
+    """Cloud removal as a correction of a start (DSen2-CR's long skip, Meraner et al. 2020).
+
+    ``start="input"`` (no mask): ``clear = input + correction``. Input ``(B, C [+ R + 1], H, W)``: the
+    ``C`` optical bands in network space, then, when ``radar`` > 0, ``R`` Sentinel-1 channels (dB, fixed
+    map) and the radar's validity (1 where radar is given, 0 where it is missing or was dropped in
+    training: the radar channels are then ignored).
+
+    ``start="fill"`` (with a mask): input ``(B, C + 1 [+ R + 1], H, W)``, the mask (1 = cloud) after the
+    bands. The start is the unmixing fill of the masked pixels (what the untrained ``unmix_blend``
+    generator gives: :func:`smooth_fill`, :func:`unmix_parts`), the correction is added inside the mask
+    only, and clear pixels are returned as given.
+
+    The correction (``core``, :class:`ResidualUNet`) has no normalisation layer: nothing is computed over
+    a tile, so with ``start="input"`` a pixel's output does not depend on the tile it falls in, once the
+    overlap covers the receptive field and tile offsets are multiples of ``2 ** depth``. The radar is
+    first averaged over ``radar_smooth`` x ``radar_smooth`` pixels (multi-looking against speckle). The
+    last layer starts at zero, so an untrained model returns its start exactly.
+    """
+
+    def __init__(self, bands: int, radar: int = 0, depth: int = 4, base: int = 24, max_channels: int = 192,
+                 radar_smooth: int = 5, start: str = "input", fill_iterations: int = 24, unlog_clip: float = 2.0):
+        super().__init__()
+        if start not in ("input", "fill"):
+            raise ValueError(f"unknown start '{start}' (input or fill)")
+        self.bands, self.radar, self.depth, self.radar_smooth = int(bands), int(radar), int(depth), int(radar_smooth)
+        self.start, self.fill_iterations, self.unlog_clip = start, int(fill_iterations), float(unlog_clip)
+        cin = self.bands * (2 if start == "fill" else 1) + (start == "fill") + (self.radar + 1 if self.radar else 0)
+        self.core = ResidualUNet(cin, self.bands, depth, base, max_channels)
+
+    @property
+    def tile_multiple(self) -> int:
+        return 2 ** self.depth
+
+    def split(self, x: torch.Tensor) -> tuple:
+        """``(image, mask or None, radar channels multi-looked and zeroed where not valid, validity)``."""
+        c = self.bands
+        img = x[:, :c]
+        mask = x[:, c:c + 1] if self.start == "fill" else None
+        pos = c + (self.start == "fill")
+        if not self.radar:
+            return img, mask, None, None
+        radar, valid = x[:, pos:pos + self.radar], x[:, pos + self.radar:pos + self.radar + 1]
+        if self.radar_smooth > 1:
+            k = self.radar_smooth
+            radar = nn.functional.avg_pool2d(nn.functional.pad(radar, [k // 2] * 4, mode="reflect"), k, 1)
+        return img, mask, radar * valid, valid
+
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None, core=None) -> torch.Tensor:
+        """``prior``: the coarse fill of a whole raster (``start="fill"``); ``core``: what runs the U-Net."""
+        core = self.core if core is None else core
+        img, mask, radar, valid = self.split(x)
+        guide = [] if radar is None else [radar, valid]
+        if mask is None:
+            return img + core(torch.cat([img, *guide], dim=1))
+        with torch.no_grad():
+            filled = smooth_fill(img, 1.0 - mask, self.fill_iterations, prior)
+            ground, distrust, fl = unmix_parts(img, mask, filled, self.unlog_clip)
+            start = torch.where(mask > 0.5, blend_ground(ground, fl, 1.0 - distrust, self.unlog_clip), img)
+        return start + mask * core(torch.cat([start, img, mask, *guide], dim=1))
+
+
+class ResidualUNet(nn.Module):
+    """The correction of :class:`ResidualGenerator`: 3x3 convolutions, no normalisation, average-pool down,
+    bilinear x2 + 3x3 convolution up (no checkerboard), skip connections, a 1x1 head that starts at zero."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int = 4, base: int = 24, max_channels: int = 192):
+        super().__init__()
+        self.depth = int(depth)
+        ch = [min(base * 2 ** i, max_channels) for i in range(depth + 1)]
+        self.enc = nn.ModuleList([_conv_block(in_channels, ch[0])]
+                                 + [_conv_block(ch[i - 1], ch[i]) for i in range(1, depth + 1)])
+        self.lift = nn.ModuleList([nn.Conv2d(ch[i + 1], ch[i], 3, 1, 1, padding_mode="reflect") for i in range(depth)])
+        self.dec = nn.ModuleList([_conv_block(2 * ch[i], ch[i]) for i in range(depth)])
+        self.head = nn.Conv2d(ch[0], out_channels, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.enc):
+            h = block(h if i == 0 else nn.functional.avg_pool2d(h, 2))
+            skips.append(h)
+        for i in range(self.depth - 1, -1, -1):
+            up = nn.functional.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+            h = self.dec[i](torch.cat([nn.functional.leaky_relu(self.lift[i](up), 0.2), skips[i]], dim=1))
+        return self.head(h)
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 convolutions (mirrored borders) with LeakyReLU and no normalisation."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, padding_mode="reflect"), nn.LeakyReLU(0.2, inplace=True),
+                         nn.Conv2d(cout, cout, 3, 1, 1, padding_mode="reflect"), nn.LeakyReLU(0.2, inplace=True))
+
+
 ARCHITECTURES = {
     "unet_generator": UNetGenerator,
     "fill_residual_generator": FillResidualGenerator,
     "guided_generator": GuidedGenerator,
     "patch_discriminator": PatchDiscriminator,
     "unet": UNet,
+    "residual_generator": ResidualGenerator,
 }
 
 

@@ -45,6 +45,7 @@ FILL_ARCHITECTURE = "fill_residual_generator"  # generators that start from a fi
 # candidate of the validation's keep-best: training is kept only when it does better than its start.
 PRIOR_STARTS = ("unmix_blend", GUIDED)
 DISCRIMINATOR = "patch_discriminator"
+RESIDUAL_ARCHITECTURE = "residual_generator"  # networks.ResidualGenerator, trained on triplets (.residual)
 
 
 def generator_hyperparameters(in_channels: int, out_channels: int, p: dict, norm: str = "instance",

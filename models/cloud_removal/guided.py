@@ -21,6 +21,7 @@ RADAR_DB_SCALE = 10.0
 BASE_CHANNEL = "guide:base"
 VALID_CHANNEL = "guide:base_valid"
 RADAR_CHANNEL = "guide:radar"
+RADAR_VALID_CHANNEL = "guide:radar_valid"  # a residual generator's radar validity: radar is optional for it
 
 
 def channel_names(radar: int) -> list:
@@ -34,7 +35,25 @@ def radar_bands(extra_channels: list) -> int:
 
 
 def is_guided(extra_channels: list) -> bool:
-    return BASE_CHANNEL in extra_channels
+    """The model takes guides (other dates and/or radar) that :mod:`.guides` prepares."""
+    return BASE_CHANNEL in extra_channels or radar_bands(extra_channels) > 0
+
+
+def radar_optional(extra_channels: list) -> bool:
+    """The model reads the radar's validity (:class:`..networks.ResidualGenerator`), so it runs without radar."""
+    return RADAR_VALID_CHANNEL in extra_channels
+
+
+def radar_channels(radar: np.ndarray | None, bands: int, shape: tuple) -> list:
+    """``[radar (R), validity (1)]`` channels of a residual generator for one crop ``(R, H, W)`` or batch
+    ``(B, R, H, W)`` of radar in dB (NaN where missing; None = no radar: zeros, validity 0). ``shape`` is
+    the shape of one band ``(H, W)`` or ``(B, H, W)``; ``bands`` = R."""
+    axis = len(shape) - 2
+    if radar is None:
+        return [np.zeros(_with_channels(shape, bands + 1, axis), dtype=np.float32)]
+    r = (np.asarray(radar, dtype=np.float32) - RADAR_DB_CENTRE) / RADAR_DB_SCALE
+    ok = np.isfinite(r).all(axis=axis, keepdims=True)
+    return [np.where(ok, r, 0.0).astype(np.float32), ok.astype(np.float32)]
 
 
 def guide_channels(base: np.ndarray | None, radar: np.ndarray | None, band_count: int,

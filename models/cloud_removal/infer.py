@@ -36,7 +36,7 @@ from . import guided
 from .config import GUIDED, TASK
 from .domain import outside_fraction, warning
 from .feathering import MaskFeathering
-from .generators import FILL_ARCHITECTURE, GENERATORS
+from .generators import FILL_ARCHITECTURE, GENERATORS, RESIDUAL_ARCHITECTURE
 from .prior import coarse_fill_prior
 from .sample import InputSample, read_input_sample
 from .scaling import ModelScaling, ValueMap, model_scaling
@@ -102,11 +102,17 @@ class RemovalModel:
 
     @property
     def uses_fill(self) -> bool:
-        return self.meta.architecture in (FILL_ARCHITECTURE, GENERATORS[GUIDED])
+        return self.meta.architecture in (FILL_ARCHITECTURE, GENERATORS[GUIDED]) or (
+            self.is_residual and self.meta.hyperparameters.get("start") == "fill")
 
     @property
     def is_guided(self) -> bool:
         return guided.is_guided(self.meta.extra_channels)
+
+    @property
+    def is_residual(self) -> bool:
+        """A :class:`..networks.ResidualGenerator`: the bands, then (optional) radar and its validity."""
+        return self.meta.architecture == RESIDUAL_ARCHITECTURE
 
     @property
     def needs_mask(self) -> bool:
@@ -157,7 +163,7 @@ def remove_clouds(src: RasterInfo, out_path: str, model_path: str, *, bands=None
     model = load_removal_model(model_path, inputs, options.device)
     check_input_fits(model, inputs)
     with tempfile.TemporaryDirectory(prefix="cloudfree-guides-") as folder:
-        if model.is_guided:
+        if model.is_guided and (inputs.guides or not guided.radar_optional(model.meta.extra_channels)):
             inputs = prepare_input_guides(model, inputs, folder, progress, cancelled)
         result = _remove(model, inputs, src, out_path, options, progress, cancelled)
     if inputs.prepared is not None:
@@ -201,8 +207,9 @@ def prepare_input_guides(model: RemovalModel, inputs: CloudyInput, folder: str, 
 
     optical, radar = model.guide_kinds
     given_optical, given_radar = split_guides(inputs.guides)
+    radar_needed = radar and not guided.radar_optional(model.meta.extra_channels)
     needs = (["another date of the same place (an optical guide)"] if optical and not given_optical else []) + (
-        [f"Sentinel-1 radar ({radar} band(s): VV, VH in dB or linear)"] if radar and not given_radar else [])
+        [f"Sentinel-1 radar ({radar} band(s): VV, VH in dB or linear)"] if radar_needed and not given_radar else [])
     if needs:
         raise InputError(f"Model '{model.label}' is guided: to clear layer '{inputs.src.name}' it needs "
                          f"{' and '.join(needs)} in GUIDES.")
@@ -341,6 +348,8 @@ class GeneratorTiles:
         for (_, ab), aux_map in zip(inputs.aux, self.maps.aux):
             parts.append(aux_map.to_network(batch[:, pos:pos + len(ab)]))
             pos += len(ab)
+        if self.model.is_residual:
+            return self._residual_input(parts, batch, pos, valid.shape)
         if inputs.prepared is not None:
             base = radar = None
             if inputs.prepared.base is not None:
@@ -349,6 +358,17 @@ class GeneratorTiles:
                 r = inputs.prepared.radar_bands
                 radar, pos = batch[:, pos:pos + r], pos + r
             parts += guided.guide_channels(base, radar, nb, self.maps.image.to_network, valid.shape)
+        return np.concatenate(parts, axis=1), pos
+
+    def _residual_input(self, parts: list, batch: np.ndarray, pos: int, shape: tuple) -> tuple:
+        """A residual generator's input: the bands, then its radar and the radar's validity (zeros without)."""
+        r = guided.radar_bands(self.model.meta.extra_channels)
+        if r:
+            prepared = self.inputs.prepared
+            radar = None
+            if prepared is not None and prepared.radar is not None:
+                radar, pos = batch[:, pos:pos + r], pos + r
+            parts += guided.radar_channels(radar, r, shape)
         return np.concatenate(parts, axis=1), pos
 
     def __call__(self, batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
