@@ -22,9 +22,7 @@ from .common import (BAND_ORDER_HELP, backend_parameter, backend_value, band_par
                      values_parameter)
 from .scale_out import SCHEDULER, SCHEDULER_HELP, scaled_out, scheduler_parameter
 
-DEFAULT_MODEL = "cloud_removal_small.safetensors"
-GUIDED_OPTICAL_MODEL = "cloud_removal_guided_optical.safetensors"  # shipped default with other dates as guides
-GUIDED_RADAR_MODEL = "cloud_removal_guided_radar.safetensors"      # shipped default with radar guides only
+DEFAULT_MODEL = "cloud_removal_small.safetensors"  # (what models.cloud_removal.choice picks when nothing else fits)
 
 
 class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
@@ -154,25 +152,25 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
                 bands = band_values(self, parameters, self.BANDS, context)
                 model, guides = fill_model(folder, len(parse_bands(bands, src.band_count, src.name))), []
             else:
-                model, guides = self.default_model(parameters, context, guides, feedback)
+                model, guides = self.default_model(parameters, context, guides, feedback, src, mask)
             summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,
                                      progress, cancelled)
         outside = summary.get("outside_training_range")
         return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside}
 
-    def default_model(self, parameters, context, guides: list, feedback) -> tuple:
-        """``(model file, guides)``: MODEL, or the shipped model for the guides given (other dates: the optical
-        guided model, which leaves radar aside; radar only: the radar guided model; none: the mask-guided one)."""
-        if self.parameterAsFile(parameters, self.MODEL, context) or not guides:
+    def default_model(self, parameters, context, guides: list, feedback, src=None, mask=None) -> tuple:
+        """``(model file, guides)``: MODEL, or the shipped model that fits the input, its mask and guides
+        (:func:`..models.cloud_removal.choice.choose_shipped_model`); the log says which and why."""
+        if self.parameterAsFile(parameters, self.MODEL, context):
             return self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL), guides
-        from ..models.cloud_removal.guides import split_guides
+        from ..models.cloud_removal.choice import choose_shipped_model
+        from ..models.raster import parse_bands
 
-        optical, radar = split_guides(guides)
-        if optical and radar:
-            feedback.pushWarning("The shipped guided model uses other dates only: the radar guides are left aside "
-                                 "(train a model on dates and radar together to use both).")
-        return (self.model_file(parameters, self.MODEL, context, GUIDED_OPTICAL_MODEL if optical
-                                else GUIDED_RADAR_MODEL), optical or guides)
+        text = band_values(self, parameters, self.BANDS, context)
+        bands = parse_bands(text, src.band_count, src.name) if text else None
+        model, guides, why = choose_shipped_model(src, bands, mask, guides)
+        feedback.pushInfo(f"No MODEL given: the shipped '{os.path.basename(model)}', because {why}.")
+        return model, guides
 
     def run_model(self, parameters, context, feedback, src, mask, mask_values, guides, model, out, progress,
                   cancelled) -> dict:

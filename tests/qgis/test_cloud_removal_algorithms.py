@@ -131,3 +131,25 @@ def test_removeclouds_headless_with_the_shipped_model(tmp_path, pair_bgrn):
     info = raster.raster_info(str(out))
     assert info.crs_label() == "EPSG:4326"
     assert info.geotransform == raster.raster_info(str(cloudy)).geotransform
+
+
+@pytest.mark.parametrize("with_radar", [False, True])
+def test_removeclouds_picks_the_residual_model_for_l1c_bands_and_says_why(run_logged, tmp_path, shared_data,
+                                                                          with_radar):
+    """No MODEL, a real SEN12MS-CR triplet's L1C bands B2/B3/B4/B8 and its mask (optionally its radar): the
+    shipped residual generator runs, the log names it and the reason, clear pixels stay as they were, and
+    the cloud is closer to the clear date than the input is."""
+    folder = shared_data / "sen12mscr_triplets"
+    params = {"INPUT": str(folder / "4287_s2_cloudy.tif"), "BANDS": "2,3,4,8", "MASK": str(folder / "4287_mask.tif"),
+              "MASK_VALUES": "1", "OUTPUT": str(tmp_path / "free.tif")}
+    if with_radar:
+        params["RADAR_GUIDES"] = str(folder / "4287_s1.tif")
+    result, log = run_logged("cloudfree:removeclouds", params)
+    assert "cloud_removal_s2_s1.safetensors" in log
+    assert ("with the radar guide" if with_radar else "without radar") in log
+    src = read(folder / "4287_s2_cloudy.tif")[[1, 2, 3, 7]].astype(np.float32)
+    clear = read(folder / "4287_s2_clear.tif")[[1, 2, 3, 7]].astype(np.float32)
+    got, cloud = read(result["OUTPUT"]).astype(np.float32), read(folder / "4287_mask.tif") == 1
+    assert np.array_equal(got[:, ~cloud], src[:, ~cloud])
+    err = lambda a: np.abs(a[:, cloud] - clear[:, cloud]).mean()  # noqa: E731
+    assert err(got) < 0.5 * err(src)
