@@ -48,6 +48,8 @@ class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
     MASK_LAYERS = "MASK_LAYERS"
     PAIRS_FILE = "PAIRS_FILE"
     PAIRS_FOLDER = "PAIRS_FOLDER"
+    TRIPLETS_FOLDER = "TRIPLETS_FOLDER"
+    CLEAR_FOLDER = "CLEAR_FOLDER"
     AUX = "AUX"
     BANDS = "BANDS"
     TILE_SIZE = "TILE_SIZE"
@@ -168,6 +170,13 @@ class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.PAIRS_FOLDER, "Pairs folder (cloudy/ and clear/ subfolders, "
                                                      "rasters matched by file name)",
                                                      behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.TRIPLETS_FOLDER, "Triplets folder (real clouds: ID_s2_cloudy.tif, ID_s2_clear.tif, ID_mask.tif "
+            "[, ID_s1.tif radar]; trains the residual generator)", behavior=QgsProcessingParameterFile.Folder,
+            optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.CLEAR_FOLDER, "Clear rasters folder (with a triplets folder: synthetic clouds of the triplets' "
+            "mask shapes over them)", behavior=QgsProcessingParameterFile.Folder, optional=True))
         self.addParameter(values_parameter(self.MASK_VALUES, "Mask values that mark clouds (comma-separated)", "1,2",
                                            self.MASK))
         self.add_guide_parameters()
@@ -280,8 +289,35 @@ class TrainCloudRemovalAlgorithm(GuideParameters, CloudFreeAlgorithm):
 
     # ------------------------------------------------------------------ running
 
+    def train_on_triplets(self, parameters, context, feedback, progress, cancelled) -> dict:
+        """The residual generator on a folder of real cloudy/clear(/radar) triplets (``models.cloud_removal.
+        residual.train_triplet_folder``): STEPS, SEED, DEVICE and BANDS apply, the pix2pix settings do not."""
+        import os
+
+        from ..models.cloud_removal.residual import ResidualConfig, train_triplet_folder
+        from ..models.cloud_removal.triplets import CLOUDY, triplet_ids
+        from ..models.raster import parse_bands, raster_info
+
+        folder = self.parameterAsFile(parameters, self.TRIPLETS_FOLDER, context)
+        first = raster_info(os.path.join(folder, triplet_ids(folder)[0] + CLOUDY))
+        bands = parse_bands(band_values(self, parameters, self.BANDS, context), first.band_count, first.name)
+        config = ResidualConfig(steps=self.parameterAsInt(parameters, self.STEPS, context),
+                                seed=self.parameterAsInt(parameters, self.SEED, context), start="fill",
+                                device=device_value(self, parameters, context, self.DEVICE))
+        model_path = self.model_output(parameters, self.OUTPUT_MODEL, context)
+        result = train_triplet_folder(folder, model_path, bands, config,
+                                      clear_folder=self.parameterAsFile(parameters, self.CLEAR_FOLDER, context) or None,
+                                      progress=progress, cancelled=cancelled, log=feedback.pushInfo)
+        feedback.pushInfo(f"Trained the residual generator {config.steps} steps in {result.seconds:.0f} s "
+                          f"({result.cpu_seconds:.0f} CPU s, {result.steps_per_second:.2f} steps/s on "
+                          f"{result.device}); cross-validate it by triplet with benchmarks/real_clouds.py")
+        return {self.OUTPUT_MODEL: model_path}
+
     def compute(self, parameters, context, feedback, progress, cancelled):
         from ..models.cloud_removal import report_html, train_cloud_removal
+
+        if self.parameterAsFile(parameters, self.TRIPLETS_FOLDER, context):
+            return self.train_on_triplets(parameters, context, feedback, progress, cancelled)
 
         sources, names, what = self.training_sources(parameters, context)
         config = self.training_config(parameters, context, sources, names)

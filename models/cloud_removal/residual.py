@@ -31,7 +31,7 @@ from scipy.ndimage import gaussian_filter
 from ..errors import InputError
 from ..networks import ResidualGenerator
 from ..normalization import FixedScaling
-from ..runtime import CancelCheck, Progress, check_cancelled, report
+from ..runtime import CancelCheck, Progress, check_cancelled, describe_device, report, select_device
 from ..weights import ModelMetadata, save_model
 from .config import TASK
 from .generators import RESIDUAL_ARCHITECTURE as ARCHITECTURE
@@ -58,6 +58,7 @@ class ResidualConfig:
     preset: str = PRESET
     seed: int = 0
     num_threads: int | None = None
+    device: str = "auto"            # auto (CUDA when available), cpu or cuda
 
 
 @dataclass
@@ -71,6 +72,7 @@ class ResidualResult:
     seconds: float
     cpu_seconds: float
     input_range: dict | None = None  # per band, the range of the training inputs (:mod:`.domain`)
+    device: str = "cpu"             # what trained it, in words
 
     @property
     def steps_per_second(self) -> float:
@@ -201,8 +203,9 @@ def train_residual(triplets: list, config: ResidualConfig | None = None, *, clea
     scaling = FixedScaling.preset(config.preset, bands)
     source = CropSource(triplets, list(clear_images), config, radar_bands, scaling)
     torch.manual_seed(config.seed)
+    device = select_device(config.device)
     net = ResidualGenerator(bands, radar_bands, config.depth, config.base, config.max_channels, config.radar_smooth,
-                            start=config.start)
+                            start=config.start).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999))
     rng = np.random.default_rng(config.seed)
     history = {"step": [], "loss": []}
@@ -212,7 +215,7 @@ def train_residual(triplets: list, config: ResidualConfig | None = None, *, clea
         check_cancelled(cancelled)
         for group in opt.param_groups:
             group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
-        x, y, m = source.batch(rng)
+        x, y, m = (t.to(device) for t in source.batch(rng))
         loss = carl_loss(net(x), x[:, :bands], y, m, config.target_weight)
         opt.zero_grad()
         loss.backward()
@@ -223,9 +226,11 @@ def train_residual(triplets: list, config: ResidualConfig | None = None, *, clea
         report(progress, (step + 1) / config.steps, f"step {step + 1}/{config.steps}: CARL {value:.4f}")
         if log and (step + 1) % 100 == 0:
             log(f"step {step + 1}/{config.steps}: CARL {np.mean(history['loss'][-100:]):.4f}")
-    net.eval()
-    return ResidualResult(net, config, radar_bands, history, time.perf_counter() - t0, time.process_time() - c0,
-                          input_range(triplets, clear_images))
+    net.eval().cpu()
+    result = ResidualResult(net, config, radar_bands, history, time.perf_counter() - t0, time.process_time() - c0,
+                            input_range(triplets, clear_images))
+    result.device = describe_device(device)
+    return result
 
 
 @torch.no_grad()
@@ -261,9 +266,46 @@ def save_residual_model(path: str, result: ResidualResult, band_names: list, *, 
         task=TASK, architecture=ARCHITECTURE, hyperparameters=hp, bands=list(band_names), extra_channels=extra,
         normalization=FixedScaling.preset(cfg.preset, net.bands).to_dict(), tile_size=256,
         training={**training, "config": asdict(cfg), "generator": "residual", "loss": "CARL (DSen2-CR)",
-                  "radar_optional": bool(result.radar_bands), "steps_per_second": round(result.steps_per_second, 3),
+                  "radar_optional": bool(result.radar_bands), "device": result.device, "steps_per_second": round(result.steps_per_second, 3),
                   "seconds": round(result.seconds, 1), "cpu_seconds": round(result.cpu_seconds, 1),
                   "guide_kinds": {"optical": False, "radar": result.radar_bands},
                   "input_range": result.input_range or {}},
         metrics=metrics or {})
     return save_model(path, net, meta)
+
+
+def train_triplet_folder(folder: str, out_path: str, bands, config: ResidualConfig | None = None, *,
+                         clear_folder: str | None = None, band_names=None, progress: Progress = None,
+                         cancelled: CancelCheck = None, log: Callable[[str], None] | None = None) -> ResidualResult:
+    """Train a residual generator on every triplet of ``folder`` (:mod:`.triplets`: radar is used when the
+    first triplet has its ``_s1.tif``, and then every triplet must) and, for synthetic clouds, on the clear
+    rasters of ``clear_folder`` (same ``bands``); write it to ``out_path``. Nothing is written when the run
+    is cancelled or fails."""
+    import os
+
+    from ..raster import raster_info
+    from . import triplets as triplet_files
+
+    ids = triplet_files.triplet_ids(folder)
+    radar = os.path.isfile(os.path.join(folder, ids[0] + triplet_files.RADAR))
+    data = triplet_files.read_triplets(folder, bands, radar=radar)
+    clear = []
+    if clear_folder:
+        for name in sorted(os.listdir(clear_folder)):
+            if name.lower().endswith((".tif", ".tiff")):
+                clear.append(triplet_files.read_raster(os.path.join(clear_folder, name), bands))
+        if not clear:
+            raise InputError(f"Clear folder '{clear_folder}' holds no GeoTIFF (.tif) for synthetic clouds.")
+    if log:
+        log(f"{len(data)} triplet(s) from '{folder}'" + (" with radar" if radar else " without radar")
+            + (f", {len(clear)} clear raster(s) for synthetic clouds" if clear else ""))
+    result = train_residual(data, config, clear_images=clear, progress=progress, cancelled=cancelled, log=log)
+    check_cancelled(cancelled)
+    names = list(band_names) if band_names else [
+        raster_info(os.path.join(folder, ids[0] + triplet_files.CLOUDY)).descriptions[b - 1] or f"band {b}"
+        for b in bands]
+    save_residual_model(out_path, result, names, training={
+        "source": f"triplet folder '{os.path.basename(os.path.normpath(folder))}': {', '.join(ids)}",
+        "data_summary": f"{len(data)} triplet(s)" + (f" + synthetic clouds over {len(clear)} clear raster(s)"
+                                                     if clear else ""), "bands_read": list(bands)})
+    return result

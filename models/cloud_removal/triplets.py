@@ -87,13 +87,19 @@ def read_triplet(folder: str, triplet_id: str, bands, *, radar: bool = True) -> 
     return Triplet(triplet_id, cloudy, clear, sar, mask)
 
 
-def _read(path: str, bands, triplet_id: str) -> np.ndarray:
+def read_raster(path: str, bands) -> np.ndarray:
+    """The 1-based ``bands`` (None = all) of one raster as float32 ``(C, H, W)``, nodata as NaN."""
+    return _read(path, bands, None)
+
+
+def _read(path: str, bands, triplet_id: str | None) -> np.ndarray:
+    what = f"Triplet '{triplet_id}': " if triplet_id else ""
     ds = gdal.OpenEx(path, gdal.OF_RASTER)
     if ds is None:
-        raise InputError(f"Triplet '{triplet_id}': '{os.path.basename(path)}' is not a raster GDAL can read.")
+        raise InputError(f"{what}'{os.path.basename(path)}' is not a raster GDAL can read.")
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
     if max(bands) > ds.RasterCount:
-        raise InputError(f"Triplet '{triplet_id}': '{os.path.basename(path)}' has {ds.RasterCount} band(s); "
+        raise InputError(f"{what}'{os.path.basename(path)}' has {ds.RasterCount} band(s); "
                          f"band {max(bands)} was asked for.")
     out = np.stack([ds.GetRasterBand(b).ReadAsArray().astype(np.float32) for b in bands])
     for k, b in enumerate(bands):  # nodata as NaN

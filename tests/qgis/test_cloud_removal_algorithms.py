@@ -153,3 +153,36 @@ def test_removeclouds_picks_the_residual_model_for_l1c_bands_and_says_why(run_lo
     assert np.array_equal(got[:, ~cloud], src[:, ~cloud])
     err = lambda a: np.abs(a[:, cloud] - clear[:, cloud]).mean()  # noqa: E731
     assert err(got) < 0.5 * err(src)
+
+
+def test_traincloudremoval_learns_from_a_triplet_folder(run_logged, tmp_path, shared_data):
+    """TRIPLETS_FOLDER trains the residual generator on real triplets (with their radar) and the model file
+    says what it saw; removeclouds then runs it with and without radar."""
+    folder = shared_data / "sen12mscr_triplets"
+    model = tmp_path / "mine.safetensors"
+    result, log = run_logged("cloudfree:traincloudremoval", {
+        "TRIPLETS_FOLDER": str(folder), "CLEAR_FOLDER": str(shared_data / "sen12mscr_ts" / "clear_patches"),
+        "BANDS": "2,3,4,8", "STEPS": 2, "DEVICE": 1, "OUTPUT_MODEL": str(model)})
+    assert "with radar" in log and "clear raster(s) for synthetic clouds" in log
+    meta = weights.read_metadata(result["OUTPUT_MODEL"])
+    assert meta.architecture == "residual_generator" and meta.training["radar_optional"]
+    assert "4287" in meta.training["source"] and meta.training["input_range"]["low"]
+    for extra in ({}, {"RADAR_GUIDES": str(folder / "4287_s1.tif")}):
+        out, _ = run_logged("cloudfree:removeclouds", {
+            "INPUT": str(folder / "4287_s2_cloudy.tif"), "BANDS": "2,3,4,8", "MODEL": str(model),
+            "MASK": str(folder / "4287_mask.tif"), "MASK_VALUES": "1", "OUTPUT": str(tmp_path / f"o{len(extra)}.tif"),
+            **extra})
+        assert np.isfinite(read(out["OUTPUT"])).all()
+
+
+def test_traincloudremoval_refuses_a_triplet_without_its_radar(run_alg, tmp_path, shared_data):
+    folder = tmp_path / "triplets"
+    folder.mkdir()
+    src = shared_data / "sen12mscr_triplets"
+    for tid in ("4287", "581"):
+        for suffix in ("_s2_cloudy.tif", "_s2_clear.tif", "_mask.tif") + (("_s1.tif",) if tid == "4287" else ()):
+            (folder / f"{tid}{suffix}").symlink_to(src / f"{tid}{suffix}")
+    with pytest.raises(QgsProcessingException, match=r"'581'.*radar.*581_s1\.tif"):
+        run_alg("cloudfree:traincloudremoval", {"TRIPLETS_FOLDER": str(folder), "BANDS": "2,3,4,8", "STEPS": 2,
+                                                "OUTPUT_MODEL": str(tmp_path / "m.safetensors")})
+    assert not (tmp_path / "m.safetensors").exists()
