@@ -10,6 +10,7 @@ import logging
 import os
 import pickle
 import socket
+import sys
 import time
 
 import numpy as np
@@ -117,11 +118,19 @@ def test_an_unreachable_scheduler_is_refused_at_once_by_its_address():
     assert time.perf_counter() - started < 20
 
 
-def test_workers_that_cannot_import_the_plugin_are_refused_with_what_to_do(tmp_path):
+def test_workers_that_cannot_import_the_plugin_are_refused_with_what_to_do(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     from cloudfree.models.distributed import DaskExecutor
 
     src = make(tmp_path / "in.tif", np.ones((1, 40, 40), dtype=np.float32))
+    # Spawned workers start with this process's sys.path and PYTHONPATH. In a checkout whose folder is named
+    # `cloudfree` (the plugin's name), pytest put its parent folder there, and a worker would import the plugin
+    # from it: leave out every folder that holds a `cloudfree` package while the bare workers start.
+    hiding = [p for p in sys.path if os.path.isfile(os.path.join(p or ".", "cloudfree", "__init__.py"))]
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in hiding])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if p and not os.path.isfile(os.path.join(p, "cloudfree", "__init__.py"))))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
                                   silence_logs=logging.CRITICAL) as bare, \
             distributed.Client(bare, set_as_default=False) as client:  # no preload: the plugin is not importable
