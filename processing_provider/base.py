@@ -147,6 +147,9 @@ class CloudFreeAlgorithm(QgsProcessingAlgorithm):
         missing = missing_packages(self.REQUIRES)
         if missing:
             raise QgsProcessingException(install_hint(missing))
+        from .overwrite import check_outputs_differ
+
+        check_outputs_differ(self, parameters, context)
         progress, cancelled = self.callbacks(feedback)
         try:
             return self.compute(parameters, context, feedback, progress, cancelled)
