@@ -146,9 +146,17 @@ def match_layers(cloudy: Sequence[str], clear: Sequence[str], masks: Sequence[st
 
 
 def pair_sources(pairs: Sequence[PairFiles], *, bands=None, cloud_values=(1, 2)) -> list:
-    """Paired :class:`~.sources.TrainingSource` objects, one a pair, with unique names."""
+    """Paired :class:`~.sources.TrainingSource` objects, one a pair, with unique names; a pair whose cloudy and
+    clear rasters differ in band count is refused by name."""
+    from ..raster import raster_info
+
     sources, seen = [], {}
     for p in pairs:
+        counts = raster_info(p.cloudy).band_count, raster_info(p.clear).band_count
+        if counts[0] != counts[1]:
+            raise InputError(f"Pair '{p.name or _stem(p.cloudy)}': the cloudy raster '{os.path.basename(p.cloudy)}' has "
+                             f"{counts[0]} band(s) and the clear raster '{os.path.basename(p.clear)}' {counts[1]}; "
+                             "both need the same bands.")
         name = p.name or _stem(p.cloudy)
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:

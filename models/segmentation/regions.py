@@ -43,6 +43,9 @@ def regions(classes_raster: RasterInfo, output_path: str, options: RegionOptions
             progress: Progress = None, cancelled: CancelCheck = None) -> dict:
     """Trace the regions and write the polygons; return ``{"regions", "dropped", "per_class"}``."""
     driver = _driver_for(output_path)
+    if not np.issubdtype(np.dtype(classes_raster.dtype), np.integer):
+        raise InputError(f"Layer '{classes_raster.name}' holds {classes_raster.dtype} values, not classes: regions "
+                         "traces a class raster (integers, e.g. the output of segment or autocluster).")
     if options.min_area < 0:
         raise InputError(f"The minimum area must be 0 or more; it is {options.min_area}.")
     pixel_area = abs(classes_raster.geotransform[1] * classes_raster.geotransform[5]) or 1.0

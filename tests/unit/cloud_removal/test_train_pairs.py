@@ -394,3 +394,15 @@ def test_a_benchmark_folder_of_png_pairs_trains_and_its_model_clears_a_png(share
                      options=cr.RemovalOptions(device="cpu"))
     ds = gdal.Open(str(out))
     assert (ds.RasterCount, ds.RasterXSize, ds.RasterYSize) == (3, 96, 96) and np.isfinite(ds.ReadAsArray()).all()
+
+
+def test_a_pair_whose_band_counts_differ_is_refused_by_name(tmp_path):
+    from cloudfree.models.cloud_removal.pairs import PairFiles, pair_sources
+
+    (tmp_path / "cloudy").mkdir()
+    (tmp_path / "clear").mkdir()
+    write_array(str(tmp_path / "cloudy" / "p1.tif"), np.ones((4, 32, 32), np.float32))
+    write_array(str(tmp_path / "clear" / "p1.tif"), np.ones((3, 32, 32), np.float32))
+    pair = PairFiles(str(tmp_path / "cloudy" / "p1.tif"), str(tmp_path / "clear" / "p1.tif"), None, "p1")
+    with pytest.raises(InputError, match=r"Pair 'p1'.*4 band\(s\).*3"):
+        pair_sources([pair])

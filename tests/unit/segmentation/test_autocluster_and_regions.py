@@ -102,3 +102,14 @@ def test_compare_class_rasters_counts_the_confusion_matrix_block_by_block(tmp_pa
     assert report["classes"] == [1, 2, 3] and report["confusion_matrix"]["counts"] == cm.tolist()
     assert report["n_pixels"] == n and report["overall"]["accuracy"] == pytest.approx(np.trace(cm) / n)
     assert report["per_class"][0]["iou"] == 1.0 and report["per_class"][1]["dice"] < 1.0
+
+
+def test_regions_refuses_a_reflectance_raster(tmp_path):
+    from cloudfree.models.errors import InputError
+    from cloudfree.models.raster import raster_info, write_array
+    from cloudfree.models.segmentation import regions
+
+    src = write_array(str(tmp_path / "reflectance.tif"), np.random.default_rng(0).random((1, 16, 16)).astype(np.float32))
+    with pytest.raises(InputError, match=r"'reflectance'.*float32.*not classes"):
+        regions(raster_info(src), str(tmp_path / "r.gpkg"))
+    assert not (tmp_path / "r.gpkg").exists()
