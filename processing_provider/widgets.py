@@ -62,7 +62,7 @@ class ModelWidgetWrapper(QgisWidgetInTheModeler, WidgetWrapper):
         self.combo.addItem("Default (shipped model)" if optional else "Choose a model…", "")
         for model in shipped_models(tuple(tasks)):
             self.combo.addItem(f"{model.name} (shipped)", model.name)
-            self.combo.setItemData(self.combo.count() - 1, model.summary, Qt.ToolTipRole)
+            self.combo.setItemData(self.combo.count() - 1, model.summary, Qt.ItemDataRole.ToolTipRole)
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose a model file (.safetensors)")
@@ -84,7 +84,7 @@ class ModelWidgetWrapper(QgisWidgetInTheModeler, WidgetWrapper):
         return widget
 
     def show_summary(self, *args) -> None:
-        tip = self.combo.currentData(Qt.ToolTipRole) or ""
+        tip = self.combo.currentData(Qt.ItemDataRole.ToolTipRole) or ""
         self.summary.setText(f"<small>{tip}</small>" if tip else "")
         self.combo.setToolTip(tip)
         self.widgetValueHasChanged.emit(self)
@@ -101,7 +101,7 @@ class ModelWidgetWrapper(QgisWidgetInTheModeler, WidgetWrapper):
         if index < 0:
             self.combo.addItem(os.path.basename(value), value)
             index = self.combo.count() - 1
-            self.combo.setItemData(index, value, Qt.ToolTipRole)
+            self.combo.setItemData(index, value, Qt.ItemDataRole.ToolTipRole)
         self.combo.setCurrentIndex(index)
 
     def value(self):
@@ -161,7 +161,7 @@ class MaskValuesWidgetWrapper(QgisWidgetInTheModeler, WidgetWrapper):
         paths = self.layer_paths()
         if not paths:
             return self.say(f"Choose the layer of {self.layer_parameter} first.")
-        QApplication.setOverrideCursor(Qt.WaitCursor)
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             found = distinct_values(paths)
         except (CloudFreeError, RuntimeError) as exc:
@@ -177,9 +177,9 @@ class MaskValuesWidgetWrapper(QgisWidgetInTheModeler, WidgetWrapper):
         self.values.clear()
         for value, name in found:
             item = QListWidgetItem(f"{value}" + (f"  {name}" if name else ""))
-            item.setData(Qt.UserRole, value)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if value in chosen else Qt.Unchecked)
+            item.setData(Qt.ItemDataRole.UserRole, value)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if value in chosen else Qt.CheckState.Unchecked)
             self.values.addItem(item)
         self.values.blockSignals(False)
         self.values.setVisible(True)
@@ -188,7 +188,7 @@ class MaskValuesWidgetWrapper(QgisWidgetInTheModeler, WidgetWrapper):
 
     def ticked(self, *args) -> None:
         items = [self.values.item(i) for i in range(self.values.count())]
-        self.text.setText(",".join(str(i.data(Qt.UserRole)) for i in items if i.checkState() == Qt.Checked))
+        self.text.setText(",".join(str(i.data(Qt.ItemDataRole.UserRole)) for i in items if i.checkState() == Qt.CheckState.Checked))
 
     def chosen(self) -> list:
         out = []

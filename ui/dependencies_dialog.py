@@ -66,16 +66,16 @@ class DependenciesDialog(QDialog):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.table.setFocusPolicy(Qt.NoFocus)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.Stretch)  # "Needed for" takes what is left
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # "Needed for" takes what is left
         layout.addWidget(self.table, 3)
         folder = QLabel(f"Folder: <tt>{self.target}</tt>")
-        folder.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        folder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         folder.setWordWrap(True)
         layout.addWidget(folder)
         options = QHBoxLayout()
@@ -102,7 +102,7 @@ class DependenciesDialog(QDialog):
         layout.addWidget(self.step)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
-        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         layout.addWidget(self.log, 2)
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -110,9 +110,9 @@ class DependenciesDialog(QDialog):
         self.buttons = QDialogButtonBox()
         self.install_button = QPushButton("Install missing packages")
         self.cancel_button = QPushButton("Cancel install")
-        self.buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
-        self.buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
-        self.close_button = self.buttons.addButton(QDialogButtonBox.Close)
+        self.buttons.addButton(self.install_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.install_button.clicked.connect(self.install)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.reject)
@@ -198,7 +198,7 @@ class DependenciesDialog(QDialog):
         self.stage = stage
         self.pending = ""
         self.process = QProcess(self)
-        self.process.setProcessChannelMode(QProcess.MergedChannels)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
         env.insert("PIP_DISABLE_PIP_VERSION_CHECK", "1")
@@ -224,7 +224,7 @@ class DependenciesDialog(QDialog):
                 self.log.appendPlainText(line)
                 if line.startswith(("Collecting", "Downloading", "Installing", "Processing")):
                     self.step.setText(line.strip()[:120])
-        self.log.moveCursor(QTextCursor.End)
+        self.log.moveCursor(QTextCursor.MoveOperation.End)
 
     def cancel(self):
         if self.process is not None:
@@ -232,7 +232,7 @@ class DependenciesDialog(QDialog):
             self.process.kill()
 
     def failed_to_start(self, error):
-        if error == QProcess.FailedToStart and self.process is not None:
+        if error == QProcess.ProcessError.FailedToStart and self.process is not None:
             reason = f"Could not start {self.process.program()}: {self.process.errorString()}."
             self.process = None  # no finished() follows a failed start
             self.done_with(reason, False)
@@ -245,7 +245,7 @@ class DependenciesDialog(QDialog):
         self.read_output(flush=True)
         if self.cancelled:
             self.done_with("Cancelled: pip was stopped before it finished. Click Install to start again.", False)
-        elif status != QProcess.NormalExit or code != 0:
+        elif status != QProcess.ExitStatus.NormalExit or code != 0:
             what = "pip" if self.stage == "pip" else "The import check"
             self.done_with(f"{what} failed (exit code {code}): {self.last_error().rstrip('.')}. Nothing was changed "
                            "in QGIS's own Python; the log above has the details.", False)
@@ -264,7 +264,7 @@ class DependenciesDialog(QDialog):
         self.progress.hide()
         self.step.hide()
         self.log.appendPlainText(text)
-        self.log.moveCursor(QTextCursor.End)
+        self.log.moveCursor(QTextCursor.MoveOperation.End)
         self.say(text, ok)
         self.final = True
         self.refresh()

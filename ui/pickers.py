@@ -115,7 +115,7 @@ class DateList(QListWidget):
         super().__init__(parent)
         self.rows = rows
         self.accepts = accept or (lambda layer: True)  # which layers belong in the list (e.g. masks only)
-        self.setSelectionMode(QAbstractItemView.NoSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.itemChanged.connect(lambda _item: self.changed.emit())
         project = QgsProject.instance()
         project.layersAdded.connect(self.refresh)
@@ -128,10 +128,10 @@ class DateList(QListWidget):
         self.clear()
         for date, layer in time_ordered([lay for lay in raster_layers() if self.accepts(lay)]):
             item = QListWidgetItem(f"{date.isoformat() if date else 'no date'}   {layer.name()}")
-            item.setData(Qt.UserRole, layer.id())
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
             item.setToolTip(file_path(layer))
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if layer.id() in checked else Qt.Unchecked)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
             self.addItem(item)
         self.blockSignals(False)
         fit_rows(self, self.rows)
@@ -142,7 +142,7 @@ class DateList(QListWidget):
 
     def checked_ids(self) -> list:
         """Ids of the checked layers, oldest first."""
-        return [i.data(Qt.UserRole) for i in self.items() if i.checkState() == Qt.Checked]
+        return [i.data(Qt.ItemDataRole.UserRole) for i in self.items() if i.checkState() == Qt.CheckState.Checked]
 
     def checked_layers(self) -> list:
         project = QgsProject.instance()
@@ -151,7 +151,7 @@ class DateList(QListWidget):
     def set_checked(self, layer_ids) -> None:
         wanted = set(layer_ids)
         for item in self.items():
-            item.setCheckState(Qt.Checked if item.data(Qt.UserRole) in wanted else Qt.Unchecked)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in wanted else Qt.CheckState.Unchecked)
 
 
 def looks_like_mask(layer) -> bool:
@@ -166,7 +166,7 @@ def image_layers(layer) -> bool:
 
 def compact(combo: QComboBox) -> QComboBox:
     """A combo that does not widen the dialog to its longest item (the full text is in its list and tooltip)."""
-    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(24)
     combo.currentTextChanged.connect(combo.setToolTip)
     return combo
@@ -199,10 +199,10 @@ class BandList(QListWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setSelectionMode(QAbstractItemView.NoSelection)
-        self.setFlow(QListWidget.LeftToRight)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFlow(QListWidget.Flow.LeftToRight)
         self.setWrapping(True)
-        self.setResizeMode(QListWidget.Adjust)
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.setFixedHeight(3 * (self.fontMetrics().height() + 6) + 2 * self.frameWidth())
 
     def set_layer(self, layer, roles: tuple = ()) -> None:
@@ -214,14 +214,14 @@ class BandList(QListWidget):
         wanted = {named[r] for r in roles if r in named} if all(r in named for r in roles) else set()
         for band in range(1, layer.bandCount() + 1):
             item = QListWidgetItem(band_name(layer, band))
-            item.setData(Qt.UserRole, band)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if band in wanted else Qt.Unchecked)
+            item.setData(Qt.ItemDataRole.UserRole, band)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if band in wanted else Qt.CheckState.Unchecked)
             self.addItem(item)
 
     def checked(self) -> list:
-        return [self.item(i).data(Qt.UserRole) for i in range(self.count())
-                if self.item(i).checkState() == Qt.Checked]
+        return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())
+                if self.item(i).checkState() == Qt.CheckState.Checked]
 
     def value(self) -> str | None:
         """'2,3,4,8', or None for the algorithm's default."""
@@ -271,10 +271,10 @@ class MaskValues(QListWidget):
     def __init__(self, default: tuple = (1, 2), parent=None):
         super().__init__(parent)
         self.default = default
-        self.setSelectionMode(QAbstractItemView.NoSelection)
-        self.setFlow(QListWidget.LeftToRight)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFlow(QListWidget.Flow.LeftToRight)
         self.setWrapping(True)
-        self.setResizeMode(QListWidget.Adjust)
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.setFixedHeight(int(1.6 * (self.fontMetrics().height() + 6)) + 2 * self.frameWidth())
 
     def set_layer(self, layer) -> None:
@@ -291,14 +291,14 @@ class MaskValues(QListWidget):
         wanted = {2, 4} if fmask else set(self.default)
         for value in sorted(labels):
             item = QListWidgetItem(f"{value} {labels[value]}".strip())
-            item.setData(Qt.UserRole, value)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if value in wanted else Qt.Unchecked)
+            item.setData(Qt.ItemDataRole.UserRole, value)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if value in wanted else Qt.CheckState.Unchecked)
             self.addItem(item)
 
     def value(self) -> str | None:
-        values = [self.item(i).data(Qt.UserRole) for i in range(self.count())
-                  if self.item(i).checkState() == Qt.Checked]
+        values = [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())
+                  if self.item(i).checkState() == Qt.CheckState.Checked]
         return ",".join(map(str, values)) or None
 
 
@@ -370,8 +370,8 @@ class ModelPicker(QWidget):
         self.browse = QPushButton("File…")
         self.browse.clicked.connect(self.choose_file)
         self.about = QLabel()
-        self.about.setTextFormat(Qt.PlainText)
-        self.about.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # long lines never widen the dialog
+        self.about.setTextFormat(Qt.TextFormat.PlainText)
+        self.about.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # long lines never widen the dialog
         row = QHBoxLayout()
         row.addWidget(self.combo, 1)
         row.addWidget(self.browse)
