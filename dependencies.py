@@ -84,6 +84,45 @@ PACKAGES = (
 )
 
 
+#: The release ranges (major.minor, inclusive) CloudFree's tests pass on: the pins of requirements.txt
+#: (Debian 12's QGIS 3.22 with pip's wheels) and Debian 13's own packages (QGIS 3.40: torch 2.6, numpy 2.2,
+#: ONNX Runtime 1.21, onnx 1.17; scripts/debian_chroot.sh). A version inside its range is "OK".
+TESTED = {
+    "numpy": ("1.24", "2.2"),
+    "torch": ("2.6", "2.14"),
+    "safetensors": ("0.4", "0.5"),
+    "scikit-image": ("0.24", "0.25"),
+    "opencv-python-headless": ("4.10", "4.10"),
+    "onnxruntime": ("1.21", "1.32"),
+    "onnx": ("1.17", "1.23"),
+}
+
+
+def _minor(version: str) -> tuple:
+    parts = []
+    for piece in version.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (2 - len(parts)))
+
+
+def tested_range(name: str, required: str = "") -> str:
+    """``"2.6-2.14"`` (the tested range), or the pinned version of ``required`` when no range is stated."""
+    if name in TESTED:
+        low, high = TESTED[name]
+        return low if low == high else f"{low}-{high}"
+    return required.partition("==")[2]
+
+
+def within_tested(name: str, version: str, required: str = "") -> bool:
+    """Whether ``version`` lies in the tested range (or equals the pin, where no range is stated)."""
+    if name in TESTED:
+        low, high = TESTED[name]
+        return _minor(low) <= _minor(version) <= _minor(high)
+    pinned = required.partition("==")[2]
+    return not pinned or version.split("+")[0] == pinned
+
+
 @dataclass(frozen=True)
 class Host:
     """The Python being asked about: ``platform.system()``, ``sys.executable``, ``sys.prefix``, version."""
@@ -113,9 +152,9 @@ class Status:
     def text(self) -> str:
         if self.missing:
             return "missing (optional)" if self.package.optional else "missing"
-        pinned = self.required.partition("==")[2]
-        if pinned and self.version.split("+")[0] != pinned:
-            return f"installed; tested with {pinned}"
+        name = canonical(self.package.name)
+        if not within_tested(name, self.version, self.required):
+            return f"installed; tested with {tested_range(name, self.required)}"
         return "restart QGIS" if "restart" in self.where else "OK"
 
 

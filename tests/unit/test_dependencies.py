@@ -215,3 +215,14 @@ def test_real_install_into_a_target_folder_is_found_there(tmp_path, monkeypatch)
     deps.add_target_to_path(target)  # what the plugin does when QGIS starts again
     assert deps.package_status(Package("tomli-w", "tomli_w", "test"), target, {}).where == "CloudFree folder"
     assert deps.shadowed(target) == []
+
+
+def test_debian_builds_inside_the_tested_ranges_are_ok():
+    torch = next(p for p in deps.PACKAGES if p.name == "torch")
+    assert deps.Status(torch, "torch==2.13.0", "2.6.0+debian").text == "OK"       # Debian 13
+    assert deps.Status(torch, "torch==2.13.0", "2.14.1").text == "OK"             # Debian forky
+    assert deps.Status(torch, "torch==2.13.0", "2.2.0").text == "installed; tested with 2.6-2.14"
+    numpy_pkg = next(p for p in deps.PACKAGES if p.name == "numpy")
+    assert deps.Status(numpy_pkg, "numpy>=1.24,<2", "2.2.4").text == "OK"
+    assert deps.within_tested("ukis-csmask", "1.0.0", "ukis-csmask==1.0.0")
+    assert not deps.within_tested("ukis-csmask", "1.1.0", "ukis-csmask==1.0.0")
