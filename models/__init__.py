@@ -4,15 +4,18 @@ Capabilities (each a package; its ``__init__`` lists its public API, its modules
 
 - ``cloud_removal``  pix2pix cloud removal: config, scaling, sources, pairs, synthetic, crops,
                      generators, checkpoints, validation, train, prior, feathering, infer, report;
-                     domain (training range); guides, guided, baselines (guided removal)
+                     domain (training range); guides, guided, baselines (guided removal); sample (one
+                     decimated read); triplets, residual (the residual generator on real triplets),
+                     choice (which shipped model fits an input)
 - ``fusion``         multi-date fusion (Rafique et al. 2019): scaling, quality, baselines, fuse,
                      rasters, config, data, segmentation, validation, train, report
 - ``registration``   SIFT + CNN registration (Ye et al. 2018): sources, detect, describe, train,
-                     match, transforms, refine, result, outputs, pipeline
+                     match, transforms, refine, result, outputs, pipeline; structure (across modalities)
 - ``detection``      cloud and shadow masks from a pretrained detector (ukis-csmask, ONNX Runtime):
                      bands, csmask, trained, masks, detect
 - ``segmentation``   U-Net segmentation with Dice, regions, automatic-K clustering: classes, losses,
                      model, data, config, train, infer, report, regions, khistogram, autocluster
+- ``stack``          a stack of dates made ready for removal (prepare) and the chain's report (report)
 
 Shared modules underneath (they never import a capability):
 
@@ -29,8 +32,11 @@ Shared modules underneath (they never import a capability):
 - ``normalization``  percentile scaling to network space (numpy and torch) and display stretches
 - ``augment``        rotation/flip augmentation of training crops
 - ``networks``       every nn.Module: the U-Net family, pix2pix generators, PatchGAN, descriptor CNN
+- ``unmixing``       the fill and the linear unmixing of masked pixels (torch functions, no weights)
 - ``weights``        the model file (safetensors + JSON metadata) and the one strict loader
 - ``backends``       what runs a network at inference (auto, torch, ONNX Runtime), behind one callable
+- ``backend_choice`` the engine ``auto`` measured as faster for a network here, remembered for later runs
+- ``catalogue``      the shipped models: list them, find one by name, describe one
 - ``onnx_export``    a network exported to ONNX once, cached per weights in the user's cache folder
 - ``reports``        self-contained HTML training reports
 - ``metrics``        PSNR, SSIM, MAE, RMSE, SAM on arrays

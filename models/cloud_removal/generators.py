@@ -82,7 +82,7 @@ def generator_spec(kind: str, in_channels: int, out_channels: int, p: dict, norm
         return GENERATORS[GUIDED], {"radar": int(radar), "fallback": "unmix",
                                     "unlog_clip": float(DEFAULT_NORMALIZATION["clip"]),
                                     **{k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}}
-    from ..networks import PLAUSIBLE_RANGE, TRUST_POWER
+    from ..unmixing import PLAUSIBLE_RANGE, TRUST_POWER
 
     fill_hp = {k: v for k, v in hp.items() if k not in ("in_channels", "out_channels")}
     fill_hp.update(base_fill="unmix", unlog_clip=float(DEFAULT_NORMALIZATION["clip"]), trust_power=TRUST_POWER,

@@ -36,7 +36,7 @@ def coarse_fill(src: RasterInfo, bands, mask: RasterInfo, mask_values, image_map
     at least that large, reduced instead of reading the raster again."""
     import torch
 
-    from ..networks import smooth_fill
+    from ..unmixing import smooth_fill
 
     if sample is not None and sample.size[0] >= size[0] and sample.size[1] >= size[1]:
         small = sample.reduced(size)

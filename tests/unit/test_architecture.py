@@ -4,6 +4,7 @@ Read from the source with ``ast`` (nothing is imported), so a violation is repor
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,22 @@ def test_every_network_lives_in_the_networks_module():
                 bases = [ast.unparse(b) for b in node.bases]
                 assert not any(b.endswith("Module") for b in bases), \
                     f"{path.relative_to(ENGINE)} defines the network {node.name}: networks live in networks.py"
+
+
+def test_both_module_maps_list_every_engine_module():
+    """The map in ``models/__init__.py`` and the README's *Design* map name every engine module."""
+    readme = (ENGINE.parent / "README.md").read_text()
+    design = readme[readme.index("## Design"):readme.index("### Rules the engine keeps")]
+    package_doc = ast.get_docstring(ast.parse((ENGINE / "__init__.py").read_text()))
+    missing = {"README": [], "models/__init__.py": []}
+    for path in engine_files():
+        if path.name == "__init__.py":
+            continue
+        name = path.stem
+        if not re.search(rf"\b{re.escape(name)}\b", design):
+            missing["README"].append(str(path.relative_to(ENGINE)))
+        if not re.search(rf"\b{re.escape(name)}\b", package_doc):
+            missing["models/__init__.py"].append(str(path.relative_to(ENGINE)))
+    for package in CAPABILITIES - {"pretrained"}:
+        assert re.search(rf"\b{package}/", design), f"README's map has no {package}/"
+    assert not any(missing.values()), f"modules missing from the maps: {missing}"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree.models import networks
+from cloudfree.models import networks, unmixing
 
 
 def test_smooth_fill_keeps_known_pixels_and_interpolates_holes():
@@ -12,7 +12,7 @@ def test_smooth_fill_keeps_known_pixels_and_interpolates_holes():
     plane = (0.02 * xx + 0.01 * yy)[None, None]
     known = torch.ones_like(plane)
     known[..., 20:40, 10:50] = 0
-    filled = networks.smooth_fill(plane * known, known)
+    filled = unmixing.smooth_fill(plane * known, known)
     assert torch.equal(filled[known > 0], plane[known > 0])
     # a plane is harmonic: the membrane fill must recover it closely
     assert (filled - plane).abs().max() < 0.05 * float(plane.max())
@@ -20,16 +20,16 @@ def test_smooth_fill_keeps_known_pixels_and_interpolates_holes():
 
 def test_smooth_fill_of_odd_sizes_and_empty_masks():
     x = torch.rand(2, 3, 37, 53)
-    assert torch.equal(networks.smooth_fill(x, torch.ones(2, 1, 37, 53)), x)
+    assert torch.equal(unmixing.smooth_fill(x, torch.ones(2, 1, 37, 53)), x)
     known = torch.zeros(2, 1, 37, 53)
     known[:, :, 0, 0] = 1
-    out = networks.smooth_fill(x, known)
+    out = unmixing.smooth_fill(x, known)
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
 def _box_mean3(x):
     """Each pixel's 3 x 3 mean, edges replicated, as the smooth fill takes it."""
-    return networks._mean3_of_padded(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"))
+    return unmixing._mean3_of_padded(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"))
 
 
 def test_box_mean_is_the_replicate_padded_3x3_mean_and_leaves_its_input_alone():
@@ -37,7 +37,7 @@ def test_box_mean_is_the_replicate_padded_3x3_mean_and_leaves_its_input_alone():
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
     before = padded.clone()
     reference = torch.nn.functional.avg_pool2d(padded, 3, 1)
-    torch.testing.assert_close(networks._mean3_of_padded(padded), reference, rtol=0, atol=1e-6)
+    torch.testing.assert_close(unmixing._mean3_of_padded(padded), reference, rtol=0, atol=1e-6)
     assert torch.equal(padded, before)  # its sums are added in place into its own temporaries only
 
 
@@ -58,9 +58,9 @@ def test_smooth_fill_diffusion_in_one_padded_array_gives_the_step_by_step_values
     x = torch.rand(*shape, generator=g)
     known = (torch.rand(shape[0], 1, *shape[2:], generator=g) > 0.7).float()
     prior = torch.rand(*shape, generator=g)
-    start = networks.smooth_fill(x, known, 0, prior)
+    start = unmixing.smooth_fill(x, known, 0, prior)
     assert torch.equal(start[(known > 0).expand_as(x)], x[(known > 0).expand_as(x)])
-    out = networks.smooth_fill(x, known, 7, prior)
+    out = unmixing.smooth_fill(x, known, 7, prior)
     assert out.is_contiguous()
     assert torch.equal(out, _diffusion_step_by_step(x, known, start, 7))
 
@@ -73,7 +73,7 @@ def test_row_quantile_is_torch_quantile_bit_for_bit():
             if ties:
                 v = v.round(decimals=1)
             for q in (0.0, 0.03, 0.5, 0.97, 1.0):
-                assert torch.equal(networks.row_quantile(v, q), torch.quantile(v, q, dim=1, keepdim=True)), (n, q)
+                assert torch.equal(unmixing.row_quantile(v, q), torch.quantile(v, q, dim=1, keepdim=True)), (n, q)
 
 
 @pytest.mark.parametrize("bands, extra, tile", [(4, 1, 64), (3, 2, 128), (6, 1, 64)])
@@ -97,7 +97,7 @@ def test_untrained_fill_residual_generator_returns_the_fill(upsample):
     x = torch.rand(2, 5, 64, 64)
     x[:, 4] = (torch.rand(2, 64, 64) > 0.6).float()
     with torch.no_grad():
-        np.testing.assert_array_equal(g(x).numpy(), networks.smooth_fill(x[:, :4], 1.0 - x[:, 4:5]).numpy())
+        np.testing.assert_array_equal(g(x).numpy(), unmixing.smooth_fill(x[:, :4], 1.0 - x[:, 4:5]).numpy())
 
 
 @pytest.mark.parametrize("tile", [64, 96])
@@ -143,8 +143,8 @@ def _hazy_scene(seed=0, shadow=False):
 def test_unmix_fill_recovers_the_ground_under_thin_cloud_and_shadow(shadow):
     """Ground truth: a linear blend towards one colour is undone where the ground shows through."""
     x, mask, ground, alpha = _hazy_scene(shadow=shadow)
-    fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
-    out = networks.unmix_fill(x, mask, fill)
+    fill = unmixing.smooth_fill(x * (1 - mask), 1 - mask)
+    out = unmixing.unmix_fill(x, mask, fill)
     assert torch.equal(out[mask.expand_as(out) == 0], x[mask.expand_as(x) == 0])  # clear pixels untouched
     err = lambda img, sel: float((img - ground)[0][:, sel].abs().mean())  # noqa: E731
     thin = (alpha > 0) & (alpha < 0.3)
@@ -161,14 +161,14 @@ def test_unmix_fill_is_affine_invariant_and_skips_gaps():
     # keep every value in the linear part of the normalisation (|v| < 2) and every unmixed ground
     # inside the plausible range (|g| < 1), where the trust does not depend on the level
     x = x * 0.4
-    fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
-    base = networks.unmix_fill(x, mask, fill)
+    fill = unmixing.smooth_fill(x * (1 - mask), 1 - mask)
+    base = unmixing.unmix_fill(x, mask, fill)
     shift = torch.tensor([0.15, -0.1, 0.05, 0.0]).reshape(1, 4, 1, 1)
-    shifted = networks.unmix_fill(x + shift, mask, fill + shift)
+    shifted = unmixing.unmix_fill(x + shift, mask, fill + shift)
     assert torch.allclose(shifted, base + shift, atol=1e-5)  # blending is affine: offsets carry through
     gap = x.clone()
     gap[..., 40:50, 40:50] = 0.0  # nodata arrives as exact zeros in every band: the fill is used there
-    out = networks.unmix_fill(gap, mask, fill)
+    out = unmixing.unmix_fill(gap, mask, fill)
     assert torch.allclose(out[..., 40:50, 40:50], fill[..., 40:50, 40:50])
 
 
@@ -177,8 +177,8 @@ def test_untrained_unmix_generator_returns_the_unmixed_fill():
     x, mask, _, _ = _hazy_scene(2)
     inp = torch.cat([x, mask], dim=1)[..., :64, :64]
     with torch.no_grad():
-        fill = networks.smooth_fill(inp[:, :4], 1.0 - inp[:, 4:5])
-        np.testing.assert_array_equal(g(inp).numpy(), networks.unmix_fill(inp[:, :4], inp[:, 4:5], fill).numpy())
+        fill = unmixing.smooth_fill(inp[:, :4], 1.0 - inp[:, 4:5])
+        np.testing.assert_array_equal(g(inp).numpy(), unmixing.unmix_fill(inp[:, :4], inp[:, 4:5], fill).numpy())
     with pytest.raises(ValueError):
         networks.FillResidualGenerator(4, 1, base_fill="biharmonic")
 
@@ -190,15 +190,15 @@ def test_blend_head_starts_from_the_unmixed_fill_and_stays_between_ground_and_fi
     x, mask, _, _ = _hazy_scene(3)
     inp = torch.cat([x, mask], dim=1)[..., 16:80, 16:80]
     with torch.no_grad():
-        fill = networks.smooth_fill(inp[:, :4], 1.0 - inp[:, 4:5])
-        ref = networks.unmix_fill(inp[:, :4], inp[:, 4:5], fill)
+        fill = unmixing.smooth_fill(inp[:, :4], 1.0 - inp[:, 4:5])
+        ref = unmixing.unmix_fill(inp[:, :4], inp[:, 4:5], fill)
         assert torch.allclose(g(inp), ref, atol=2e-3)
         # whatever the network says, a masked pixel lies between the unmixed ground and the fill,
         # and a clear pixel is the input (no residual)
         for p in g.core.final.parameters():
             p.normal_(0, 5.0)
         out = g(inp)
-        ground, _, fl = networks.unmix_parts(inp[:, :4], inp[:, 4:5], fill)
+        ground, _, fl = unmixing.unmix_parts(inp[:, :4], inp[:, 4:5], fill)
         lo, hi = torch.minimum(ground, fl), torch.maximum(ground, fl)
         m = inp[:, 4:5].expand_as(out) > 0.5
         assert (out[m] >= lo[m] - 1e-5).all() and (out[m] <= hi[m] + 1e-5).all()
@@ -213,10 +213,10 @@ def test_unmix_fill_treats_tinted_thick_cloud_as_opaque():
     x, mask, _, alpha = _hazy_scene(4)
     tinted = torch.from_numpy(alpha >= 0.98)
     x[0][:, tinted] = torch.tensor([1.2, 1.5, 1.0, 1.6])[:, None] * (0.8 + 0.1 * torch.rand(1, int(tinted.sum())))
-    fill = networks.smooth_fill(x * (1 - mask), 1 - mask)
-    out = networks.unmix_fill(x, mask, fill)
+    fill = unmixing.smooth_fill(x * (1 - mask), 1 - mask)
+    out = unmixing.unmix_fill(x, mask, fill)
     inside = mask[0, 0] > 0
-    assert float(out[0][:, inside].abs().max()) <= networks.PLAUSIBLE_RANGE + networks.PLAUSIBLE_MARGIN
+    assert float(out[0][:, inside].abs().max()) <= unmixing.PLAUSIBLE_RANGE + unmixing.PLAUSIBLE_MARGIN
     assert float((out - fill)[0][:, tinted].abs().max()) < 0.1
 
 
@@ -240,7 +240,7 @@ def test_untrained_guided_generator_copies_the_valid_guide_and_fills_the_rest(ba
     with torch.no_grad():
         y = net(x)
     img, mask, base, valid, _ = net.split(x)
-    fill = networks.smooth_fill(img, 1.0 - mask)
+    fill = unmixing.smooth_fill(img, 1.0 - mask)
     assert y.shape == img.shape
     assert torch.equal(y[..., :16, :], img[..., :16, :])  # clear rows untouched
     inside = mask.bool().expand_as(img)
