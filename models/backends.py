@@ -147,13 +147,19 @@ def probe_batch(part, batch: int, tile: int, device):
 
 def whole_input(network, batch: int, tile: int, device):
     """A random batch laid out as the whole network takes it (what ``auto`` times): for a generator
-    with a prior, its bands (4 for a guided one), a 0/1 mask and, for a guided one, guide validity 1;
-    else the learned part's input."""
+    with a prior, its bands (4 for a guided one), a 0/1 mask and, for a guided one, guide validity 1; for a
+    residual generator its bands, its mask (when it starts from the fill) and radar with validity 1; else the
+    learned part's input."""
     import torch
 
-    from .networks import FillResidualGenerator, GuidedGenerator
+    from .networks import FillResidualGenerator, GuidedGenerator, ResidualGenerator
 
-    if isinstance(network, GuidedGenerator):
+    if isinstance(network, ResidualGenerator):  # bands, [mask], [radar, radar validity]
+        fill = network.start == "fill"
+        bands, mask_at = network.bands, (network.bands if fill else None)
+        channels = bands + fill + (network.radar + 1 if network.radar else 0)
+        valid_at = channels - 1 if network.radar else None
+    elif isinstance(network, GuidedGenerator):
         bands, mask_at, valid_at = 4, 4, 9
         channels = 2 * bands + 2 + network.radar
     elif isinstance(network, FillResidualGenerator):
@@ -163,7 +169,8 @@ def whole_input(network, batch: int, tile: int, device):
         return probe_batch(network, batch, tile, device)
     gen = torch.Generator().manual_seed(PROBE_SEED)
     x = torch.rand(batch, channels, tile, tile, generator=gen)
-    x[:, mask_at] = (x[:, mask_at] > 0.5).float()
+    if mask_at is not None:
+        x[:, mask_at] = (x[:, mask_at] > 0.5).float()
     if valid_at is not None:
         x[:, valid_at] = 1.0
     return x.to(device)

@@ -152,7 +152,8 @@ def pair_sources(pairs: Sequence[PairFiles], *, bands=None, cloud_values=(1, 2))
 
     sources, seen = [], {}
     for p in pairs:
-        counts = raster_info(p.cloudy).band_count, raster_info(p.clear).band_count
+        both = os.path.isfile(p.cloudy) and os.path.isfile(p.clear)  # (a missing file is reported when opened)
+        counts = (raster_info(p.cloudy).band_count, raster_info(p.clear).band_count) if both else (0, 0)
         if counts[0] != counts[1]:
             raise InputError(f"Pair '{p.name or _stem(p.cloudy)}': the cloudy raster '{os.path.basename(p.cloudy)}' has "
                              f"{counts[0]} band(s) and the clear raster '{os.path.basename(p.clear)}' {counts[1]}; "

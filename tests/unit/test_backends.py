@@ -75,6 +75,23 @@ def guided_radar_input():
     return (torch.from_numpy(x[None]),), 64
 
 
+def residual_input():
+    """Two real 128 px tiles of a SEN12MS-CR triplet (L1C B2/B3/B4/B8 in the model's fixed scaling), its real
+    s2cloudless mask, its Sentinel-1 VV/VH (dB) and radar validity 1."""
+    from cloudfree.models.cloud_removal.guided import radar_channels
+    from cloudfree.models.normalization import FixedScaling
+
+    folder = DATA / "sen12mscr_triplets"
+    scaling = FixedScaling.preset("sentinel2_l1c", 4)
+    tiles = []
+    for x, y in ((0, 0), (128, 128)):
+        img = scaling.to_network(read(folder / "4287_s2_cloudy.tif", [2, 3, 4, 8], (x, y, 128, 128))).astype(np.float32)
+        mask = (read(folder / "4287_mask.tif", [1], (x, y, 128, 128)) > 0).astype(np.float32)
+        radar = radar_channels(read(folder / "4287_s1.tif", None, (x, y, 128, 128)), 2, (128, 128))
+        tiles.append(np.concatenate([img, mask, *radar]))
+    return (torch.from_numpy(np.stack(tiles)),), 128
+
+
 def ndvi_dates(count: int = 4) -> np.ndarray:
     files = sorted((DATA / "s2_ndvi_timeseries" / "ndvi").glob("ndvi_*.tif"))[20:20 + count]
     if len(files) < count:
@@ -104,6 +121,7 @@ def descriptor_input():
 
 SHIPPED = {
     "cloud_removal_small.safetensors": small_removal_input,
+    "cloud_removal_s2_s1.safetensors": residual_input,
     "cloud_removal_guided_optical.safetensors": guided_optical_input,
     "cloud_removal_guided_radar.safetensors": guided_radar_input,
     "fusion_default.safetensors": fusion_input,
