@@ -64,6 +64,11 @@ def test_agrees_with_ukis_csmask_on_the_whole_image(l8, l8_dn, roles, scaling, t
     dt.detect_clouds(raster_info(str(l8 / "bgrn.tif")), str(out), roles, scaling)
     reflectance = np.moveaxis(scaling.apply(l8_dn.astype(np.float32)), 0, -1).copy()
     theirs = CSmask(reflectance, ["blue", "green", "red", "nir"], product_level="l1c").csm[..., 0]
+    if len(np.unique(theirs)) == 1:
+        # Seen on Debian 13 (numpy 2.2, scikit-image 0.25, ONNX Runtime 1.21): the package's own pipeline
+        # returns one class for every pixel, so there is no reference to agree with; our adapter still
+        # matches the hand-drawn clouds there (test_cloud_iou_on_the_hand_drawn_labels).
+        pytest.skip(f"ukis-csmask's own CSmask gives class {int(theirs.flat[0])} for every pixel on this platform")
     assert (read(out) == theirs).mean() > 0.97
 
 
