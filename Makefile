@@ -19,7 +19,7 @@ export QGIS_CUSTOM_CONFIG_PATH ?= $(RUNTIME)/profile
 # no INPUT.aux.xml statistics files beside inputs when QGIS loads them (inputs stay untouched)
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: setup system-packages demo test test-unit test-qgis benchmark zip clean
+.PHONY: setup system-packages demo test test-unit test-qgis test-system test-debian13 benchmark zip clean
 
 setup: system-packages $(STAMP)
 
@@ -50,6 +50,16 @@ demo: setup $(RUNTIME)
 test: setup $(RUNTIME)
 	$(PY) -m pytest tests/unit -ra -p no:cacheprovider -p no:pytest_qgis
 	$(PY) -m pytest tests/qgis -ra -p no:cacheprovider
+
+# The same two runs on the Python whose packages are installed system-wide (PY=python3): what
+# scripts/debian_chroot.sh runs inside a Debian 13 chroot (QGIS 3.40, Debian's torch), no venv.
+test-system: $(RUNTIME)
+	$(PY) -m pytest tests/unit -ra -p no:cacheprovider -p no:pytest_qgis
+	$(PY) -m pytest tests/qgis -ra -p no:cacheprovider
+
+# QGIS 3.40 LTR on Debian 13: the chroot is built on the first run (minutes) and kept in ~/.cache.
+test-debian13:
+	scripts/debian_chroot.sh trixie test-system
 
 test-unit: setup
 	$(PY) -m pytest tests/unit -ra -p no:cacheprovider -p no:pytest_qgis

@@ -86,6 +86,18 @@ def empty_as_none(value):
     return None if value is None or value == "" or (hasattr(value, "isNull") and value.isNull()) else value
 
 
+def parameter_entry(p) -> tuple:
+    """``(key, definition)`` of a model parameter without its help (in helpContent). A model output's destination
+    is keyed by its child and output (QGIS 3.40 names the destinations of a model built in code after their
+    description, while a loaded file keeps the names it was saved with)."""
+    entry = {k: empty_as_none(v) for k, v in p.toVariantMap().items() if k != "help"}
+    meta = entry.get("metadata") or {}
+    if "_modelChildId" in meta:
+        entry.pop("name", None)
+        return f"{meta['_modelChildId']}:{meta['_modelChildOutputName']}", entry
+    return p.name(), entry
+
+
 def test_the_shipped_file_is_what_the_builder_makes(provider):
     from cloudfree.processing_provider.chains.stack_model import FILE, build_model
     from qgis.core import QgsProcessingModelAlgorithm
@@ -97,10 +109,11 @@ def test_the_shipped_file_is_what_the_builder_makes(provider):
     def shape(model):
         children = {}
         for child_id, child in model.childAlgorithms().items():
-            sources = {name: [s.toVariant() for s in values] for name, values in child.parameterSources().items()}
+            # (QGIS 3.40 reads an empty static value back from the file as NULL, 3.22 as "")
+            sources = {name: [{k: empty_as_none(v) for k, v in s.toVariant().items()} for s in values]
+                       for name, values in child.parameterSources().items()}
             children[child_id] = (child.algorithmId(), sources, sorted(child.modelOutputs()))
-        parameters = {p.name(): {k: empty_as_none(v) for k, v in p.toVariantMap().items() if k != "help"}
-                      for p in model.parameterDefinitions()}  # help: in helpContent
+        parameters = dict(parameter_entry(p) for p in model.parameterDefinitions())
         return children, parameters, model.helpContent()
 
     assert shape(shipped) == shape(built), "run scripts/build_chain_model.py to update the shipped .model3"

@@ -36,7 +36,8 @@ def test_model_picker_lists_the_shipped_models_with_their_metadata(dialog_for):
     picker = wrappers["MODEL"]
     assert isinstance(picker, ModelWidgetWrapper)
     names = [picker.combo.itemData(i) for i in range(picker.combo.count())]
-    assert names == ["", "cloud_removal_guided_optical", "cloud_removal_guided_radar", "cloud_removal_small"]
+    assert names == ["", "cloud_removal_guided_optical", "cloud_removal_guided_radar", "cloud_removal_s2_s1",
+                     "cloud_removal_small"]
     picker.setValue("cloud_removal_small")
     assert picker.value() == "cloud_removal_small" and "Held-out figures" in picker.summary.text()
     picker.setValue("/some/where/own.safetensors")
