@@ -40,6 +40,8 @@ bind /dev /dev
 bind /sys /sys
 bind "$HERE" "$HERE"
 bind "$SHARED" "$SHARED"
+SIBLING="$(dirname "$HERE")/shared"   # ../shared as the tests find it (often a symlink to $SHARED)
+[ "$SIBLING" = "$SHARED" ] || bind "$SHARED" "$SIBLING"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 
 if [ ! -e "$STAMP" ]; then
