@@ -53,14 +53,8 @@ from paired_haze import dark_channel_dehaze  # noqa: E402
 
 
 def clear_images(bands=BANDS) -> list:
-    from osgeo import gdal
-
-    out = []
-    for f in sorted(os.listdir(CLEAR_PATCHES)):
-        if f.endswith(".tif"):
-            ds = gdal.Open(str(CLEAR_PATCHES / f))
-            out.append(np.stack([ds.GetRasterBand(b).ReadAsArray().astype(np.float32) for b in bands]))
-    return out
+    return [triplets_mod.read_raster(str(CLEAR_PATCHES / f), bands)
+            for f in sorted(os.listdir(CLEAR_PATCHES)) if f.endswith(".tif")]
 
 
 def reflectance(x: np.ndarray) -> np.ndarray:

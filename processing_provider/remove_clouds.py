@@ -22,7 +22,6 @@ from .common import (BAND_ORDER_HELP, backend_parameter, backend_value, band_par
                      values_parameter)
 from .scale_out import SCHEDULER, SCHEDULER_HELP, scaled_out, scheduler_parameter
 
-DEFAULT_MODEL = "cloud_removal_small.safetensors"  # (what models.cloud_removal.choice picks when nothing else fits)
 
 
 class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
@@ -166,9 +165,10 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     def default_model(self, parameters, context, guides: list, feedback, src=None, mask=None) -> tuple:
         """``(model file, guides)``: MODEL, or the shipped model that fits the input, its mask and guides
         (:func:`..models.cloud_removal.choice.choose_shipped_model`); the log says which and why."""
+        from ..models.cloud_removal.choice import FILL_MODEL, choose_shipped_model
+
         if self.parameterAsFile(parameters, self.MODEL, context):
-            return self.model_file(parameters, self.MODEL, context, DEFAULT_MODEL), guides
-        from ..models.cloud_removal.choice import choose_shipped_model
+            return self.model_file(parameters, self.MODEL, context, FILL_MODEL), guides
         from ..models.raster import parse_bands
 
         text = band_values(self, parameters, self.BANDS, context)

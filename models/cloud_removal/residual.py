@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 
 from ..errors import InputError
 from ..networks import ResidualGenerator
-from ..normalization import FixedScaling
+from ..normalization import REFLECTANCE_PRESETS, FixedScaling
 from ..runtime import CancelCheck, Progress, check_cancelled, describe_device, report, select_device
 from ..weights import ModelMetadata, save_model
 from .config import TASK
@@ -153,17 +153,13 @@ class CropSource:
         alpha *= float(rng.uniform(0.3, 1.0)) * (0.8 + 0.2 * gaussian_filter(rng.random(alpha.shape), 8) * 4)
         alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
         brightness = rng.uniform(0.25, 0.9) * (1.0 + rng.normal(0.0, 0.03, (y.shape[0], 1, 1)))
-        cloud = self.scaling.to_network(np.asarray(brightness / _gain(self.scaling), np.float32)).astype(np.float32)
+        dn_offset, gain = REFLECTANCE_PRESETS[self.config.preset]
+        cloud = self.scaling.to_network(np.asarray(dn_offset + brightness / gain, np.float32)).astype(np.float32)
         x_opt = y * (1.0 - alpha) + cloud * alpha
         mask = alpha > 0.1
         x = with_channels(x_opt.astype(np.float32), mask if self.config.start == "fill" else None, None,
                           self.radar_bands)
         return x, y, mask
-
-
-def _gain(scaling: FixedScaling) -> float:
-    """Reflectance per stored unit of a preset scaling (the inverse of the stored value of reflectance 1)."""
-    return 0.5 / scaling.scale[0]
 
 
 def input_range(triplets: list, clear_images=()) -> dict:
@@ -227,10 +223,8 @@ def train_residual(triplets: list, config: ResidualConfig | None = None, *, clea
         if log and (step + 1) % 100 == 0:
             log(f"step {step + 1}/{config.steps}: CARL {np.mean(history['loss'][-100:]):.4f}")
     net.eval().cpu()
-    result = ResidualResult(net, config, radar_bands, history, time.perf_counter() - t0, time.process_time() - c0,
-                            input_range(triplets, clear_images))
-    result.device = describe_device(device)
-    return result
+    return ResidualResult(net, config, radar_bands, history, time.perf_counter() - t0, time.process_time() - c0,
+                          input_range(triplets, clear_images), describe_device(device))
 
 
 @torch.no_grad()

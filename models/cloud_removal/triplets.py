@@ -24,6 +24,8 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputError
+from ..raster import read_window
+from ..windows import Window
 
 CLOUDY, CLEAR, RADAR, MASK = "_s2_cloudy.tif", "_s2_clear.tif", "_s1.tif", "_mask.tif"
 _ID = re.compile(r"^(.+)" + re.escape(CLOUDY) + "$")
@@ -101,7 +103,7 @@ def _read(path: str, bands, triplet_id: str | None) -> np.ndarray:
     if max(bands) > ds.RasterCount:
         raise InputError(f"{what}'{os.path.basename(path)}' has {ds.RasterCount} band(s); "
                          f"band {max(bands)} was asked for.")
-    out = np.stack([ds.GetRasterBand(b).ReadAsArray().astype(np.float32) for b in bands])
+    out = read_window(ds, Window(0, 0, ds.RasterXSize, ds.RasterYSize), bands, np.float32)
     for k, b in enumerate(bands):  # nodata as NaN
         nd = ds.GetRasterBand(b).GetNoDataValue()
         if nd is not None:
