@@ -1,6 +1,7 @@
 """Batch runs without QGIS: many scenes through the heavy algorithms, here or on a Dask cluster.
 
     python -m cloudfree.batch removeclouds scenes/*.tif --out cleared/ --mask "masks/{stem}_mask.tif"
+    python -m cloudfree.batch removeclouds dates/*.tif --out cleared/ --mask "masks/{stem}_mask.tif" --temporal
     python -m cloudfree.batch detectclouds scenes/*.tif --out masks/ --scaling sentinel2_pb04 --dilation 3
     python -m cloudfree.batch segment scenes/*.tif --out classes/ --model landcover.safetensors
     python -m cloudfree.batch fusedates dates/*.tif --out fused.tif --mask "masks/{stem}.tif"
@@ -9,7 +10,10 @@ Run it with the folder that holds the plugin folder ``cloudfree`` on ``PYTHONPAT
 folder, or an unzipped ``make zip``). ``--scheduler`` says where the tiles run: empty (here),
 ``local:N`` (N worker processes on this machine) or ``tcp://host:8786`` (a running Dask cluster; see
 the README, *Scale out*). The executor is opened once for the whole batch. Each scene is written to
-``--out``/<its name>.tif (fusedates: one fused raster at ``--out``); a scene that fails is reported
+``--out``/<its name>.tif (fusedates: one fused raster at ``--out``). ``removeclouds --temporal``: the
+inputs are dates of one place, and each is rebuilt from all the others (their clouds from the same
+``--mask`` pattern), with ``<name>_provenance.tif``, ``<name>_error.tif`` (predicted absolute error) and
+``<name>_report.json`` (dates, provenance legend and counts, self-check) beside it; a scene that fails is reported
 and the others go on; the exit status is 1 when any failed. Same engine, same outputs as the
 Processing algorithms; no QGIS is imported.
 """
@@ -49,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--method", default="quality", choices=("quality", "mean", "median", "best"),
                     help="fusedates only")
     ap.add_argument("--weights", help="fusedates: also write the per-date weight maps here")
+    ap.add_argument("--temporal", action="store_true", help="removeclouds: rebuild each input from the other inputs "
+                                                            "(dates of one place; needs --mask)")
+    ap.add_argument("--no-self-check", action="store_true", help="removeclouds --temporal: skip the self-check")
     ap.add_argument("--product", default="l1c", choices=("l1c", "l2a"), help="detectclouds only")
     ap.add_argument("--scaling", default="reflectance", help="detectclouds: reflectance preset (reflectance, "
                                                              "sentinel2_pb04, sentinel2_l1c, landsat_c2_l2, ...)")
@@ -64,6 +71,8 @@ def main(argv=None) -> int:
     args.mask = absolute(args.mask) if args.mask else None
     if args.command == "segment" and not args.model:
         ap.error("segment needs --model (a model trained with trainsegmentation)")
+    if args.temporal and (args.command != "removeclouds" or not args.mask or len(args.inputs) < 2):
+        ap.error("--temporal is for removeclouds with --mask and at least two dates of one place")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     failed = []
     try:
@@ -133,7 +142,9 @@ def scene(args, path: str, executor, progress) -> None:
 
     src, out = raster_info(path), os.path.join(args.out, stem(path) + ".tif")
     tile = args.tile or None
-    if args.command == "removeclouds":
+    if args.command == "removeclouds" and args.temporal:
+        temporal(args, src, path, out, progress)
+    elif args.command == "removeclouds":
         from .models.cloud_removal import RemovalOptions, remove_clouds
 
         model = model_file(args.model, "cloud_removal_small.safetensors")
@@ -155,6 +166,29 @@ def scene(args, path: str, executor, progress) -> None:
         options = SegmentOptions(tile=tile, overlap=32 if args.overlap is None else args.overlap,
                                  device=args.device, backend=args.backend, executor=executor)
         segment([src], args.model, out, options, progress=progress)
+
+
+def temporal(args, src, path: str, out: str, progress) -> None:
+    """One date rebuilt from the other inputs, with its provenance, predicted error and report beside it."""
+    from .models.atomic import write_text
+    from .models.cloud_removal.guides import Guide
+    from .models.cloud_removal.reconstruct import TemporalOptions, reconstruct_from_dates
+    from .models.cloud_removal.selfcheck import SelfCheckOptions
+    from .models.comparison import report_to_json
+
+    mask_values = values(args.mask_values, "1,2")
+    guides = [Guide(p, mask=args.mask.format(stem=stem(p)), mask_values=mask_values, name=stem(p))
+              for p in args.inputs if p != path]
+    base = os.path.splitext(out)[0]
+    options = TemporalOptions(provenance=base + "_provenance.tif", uncertainty=base + "_error.tif",
+                              self_check=None if args.no_self_check else SelfCheckOptions())
+    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
+    summary = reconstruct_from_dates(src, out, guides, bands=bands, mask=mask_of(args, path), mask_values=mask_values,
+                                     options=options, progress=progress)
+    write_text(base + "_report.json", report_to_json(summary))
+    check = summary.get("self_check") or {}
+    if "temporal" in check:
+        say(f"  self-check {check['temporal']['psnr']:.2f} dB (matched copy {check['matched_copy']['psnr']:.2f})")
 
 
 def removal_bands(model: str, src) -> list:

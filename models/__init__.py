@@ -6,7 +6,9 @@ Capabilities (each a package; its ``__init__`` lists its public API, its modules
                      generators, checkpoints, validation, train, prior, feathering, infer, report;
                      domain (training range); guides, guided, baselines (guided removal); sample (one
                      decimated read); triplets, residual (the residual generator on real triplets),
-                     choice (which shipped model fits an input)
+                     choice (which shipped model fits an input); temporal, coregister, dates,
+                     reconstruct, provenance, provenance_map, selfcheck (reconstruction from other
+                     dates with provenance, predicted error and a self-check)
 - ``fusion``         multi-date fusion (Rafique et al. 2019): scaling, quality, baselines, fuse,
                      rasters, config, data, segmentation, validation, train, report
 - ``registration``   SIFT + CNN registration (Ye et al. 2018): sources, detect, describe, train,

@@ -8,6 +8,8 @@ from dataclasses import replace
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
@@ -37,13 +39,21 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     DEVICE = "DEVICE"
     BACKEND = "BACKEND"
     OUTPUT = "OUTPUT"
+    OUTPUT_PROVENANCE = "OUTPUT_PROVENANCE"
+    OUTPUT_UNCERTAINTY = "OUTPUT_UNCERTAINTY"
+    REPORT = "REPORT"
+    SELF_CHECK = "SELF_CHECK"
+    SELF_CHECK_PSNR = "SELF_CHECK_PSNR"
     OUTSIDE_TRAINING_RANGE = "OUTSIDE_TRAINING_RANGE"
     METHOD = "METHOD"
-    #: (engine value, label) of the METHOD choice
-    METHODS = (("model", "the model (shipped or MODEL)"),
+    #: (engine value, label) of the METHOD choice; new choices go at the end (saved models keep their index)
+    METHODS = (("auto", "automatic: with other dates and a mask the temporal regression, else the model "
+                        "(shipped or MODEL)"),
                ("matched_copy", "copy of the nearest clear guide date, colours matched (needs guides)"),
                ("fusion", "median composite of the guide dates (needs guides and a mask)"),
-               ("fill", "unmixing fill from the surrounding clear pixels, no model (needs a mask; any bands)"))
+               ("fill", "unmixing fill from the surrounding clear pixels, no model (needs a mask; any bands)"),
+               ("temporal", "regression from every clear other date, co-registered (needs guides and a mask)"),
+               ("model", "the model (shipped or MODEL), also with other dates"))
 
     NAME = "removeclouds"
     DISPLAY_NAME = "Remove clouds (pix2pix)"
@@ -90,8 +100,23 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         "<p>Advanced: <b>auxiliary conditioning raster</b> (extra input channels a model was trained with, e.g. "
         "an elevation model); <b>tile size</b> (0 = the model's), <b>tile overlap</b>; <b>device</b> (auto uses "
         "a CUDA GPU when there is one; the list says what this machine has) and the <b>inference engine</b>.</p>"
+        "<p><b>Temporal method</b> (the default with other dates and a mask): every cloudy pixel is predicted from "
+        "every other date that is clear there, by a local linear regression fitted on nearby pixels clear in both "
+        "(NSPI, Chen et al. 2011; weighted linear regression, Zeng et al. 2013), each date first co-registered to the "
+        "input to a fraction of a pixel; the dates are weighted by the fit's quality and by their distance in time "
+        "(a 10-day time constant). Pixels that no date sees get the unmixing fill. Radar guides are not used by it.</p>"
         "<p>Outputs: the <b>cloud-free raster</b> (the chosen bands, on the input's grid, with its CRS, data type "
-        "and nodata) and <i>OUTSIDE_TRAINING_RANGE</i>.</p>"
+        "and nodata; clear pixels bit for bit), and optionally: the <b>provenance</b> (<i>OUTPUT_PROVENANCE</i>, "
+        "one byte per pixel: 0 the original pixel, 1..N the guide date that contributed most, in the order given, 250 the median composite, "
+        "251 the fill, 252 a generator without guides, 253 a generator with radar, 255 nodata; a colour table and "
+        "the legend with the dates are in the raster), the <b>predicted absolute error</b> "
+        "(<i>OUTPUT_UNCERTAINTY</i>; temporal method: one band per band, in the input's units, 0 on clear pixels; 80 % of real errors lie within 1.61 times it), the "
+        "<b>report</b> (JSON) and <i>OUTSIDE_TRAINING_RANGE</i>.</p>"
+        "<p><b>Self-check</b> (temporal method, on by default): the scene has no clear truth under its clouds, so a "
+        "few chips of clear pixels are hidden under the input's own cloud shapes (moved), reconstructed the same "
+        "way and scored (PSNR, SSIM, SAM with a bootstrap interval) beside the matched copy; the log and the report "
+        "give the figures and their cost. It never changes the outputs. <i>SELF_CHECK_PSNR</i> returns its "
+        "PSNR.</p>"
     ) + SCHEDULER_HELP
 
     def help_appendix(self) -> str:
@@ -123,7 +148,20 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(backend_parameter(self.BACKEND))
         self.addParameter(scheduler_parameter())
+        self.addParameter(QgsProcessingParameterBoolean(self.SELF_CHECK, "Self-check on this scene (temporal "
+                                                        "method: hide real cloud shapes over clear pixels, score them)",
+                                                        defaultValue=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_PROVENANCE, "Provenance: where each pixel came from", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_UNCERTAINTY, "Predicted absolute error per band (temporal method)", optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.REPORT, "Run report (JSON: dates, provenance legend, self-check)", "JSON files (*.json)",
+            optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputNumber(self.SELF_CHECK_PSNR, "Self-check PSNR in dB on hidden clear pixels "
+                                                 "(-1 = not run)"))
         self.addOutput(QgsProcessingOutputNumber(self.OUTSIDE_TRAINING_RANGE, "Share of pixels outside the range "
                                                  "the model was trained on (-1 = the model records none)"))
 
@@ -143,24 +181,164 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
         for g in guides:
             feedback.pushInfo(f"Guide '{g.name}': {g.kind}" + (f", its clouds from '{g.mask}'" if g.mask else ""))
         out = self.output_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
-        if method == "fusion":
+        extra = self.extra_outputs(parameters, context)
+        method = self.resolve_method(method, parameters, context, guides, mask, feedback)
+        bands = band_values(self, parameters, self.BANDS, context)
+        summary, provenance_code = {}, None
+        if method == "temporal":
+            summary = self.run_temporal(parameters, context, feedback, src, mask, mask_values, guides, out, extra,
+                                        progress, cancelled)
+        elif method == "fusion":
             if self.parameterAsString(parameters, SCHEDULER, context).strip():
                 feedback.pushWarning("The fusion composite runs here: SCHEDULER is not used by this method.")
-            fusion_composite(src, out, guides, bands=band_values(self, parameters, self.BANDS, context),
-                             mask=mask, mask_values=mask_values, progress=progress, cancelled=cancelled)
-            return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0}
-        with tempfile.TemporaryDirectory(prefix="cloudfree-copy-") as folder:
-            if method == "matched_copy":
-                model, guides = matched_copy_model(folder), split_guides(guides)[0]
-            elif method == "fill":
-                bands = band_values(self, parameters, self.BANDS, context)
-                model, guides = fill_model(folder, len(parse_bands(bands, src.band_count, src.name))), []
-            else:
-                model, guides = self.default_model(parameters, context, guides, feedback, src, mask)
-            summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,
-                                     progress, cancelled)
+            summary = fusion_composite(src, out, guides, bands=bands, mask=mask, mask_values=mask_values,
+                                       progress=progress, cancelled=cancelled)
+            provenance_code = "median"
+        else:
+            with tempfile.TemporaryDirectory(prefix="cloudfree-copy-") as folder:
+                if method == "matched_copy":
+                    model, guides = matched_copy_model(folder), split_guides(guides)[0]
+                elif method == "fill":
+                    model, guides = fill_model(folder, len(parse_bands(bands, src.band_count, src.name))), []
+                else:
+                    model, guides = self.default_model(parameters, context, guides, feedback, src, mask)
+                summary = self.run_model(parameters, context, feedback, src, mask, mask_values, guides, model, out,
+                                         progress, cancelled)
+                provenance_code = self.model_provenance(model, guides, method)
+        if provenance_code is not None and (extra.get(self.OUTPUT_PROVENANCE) or extra.get(self.OUTPUT_UNCERTAINTY)):
+            self.write_method_provenance(src, bands, mask, mask_values, guides, provenance_code, extra, summary,
+                                         feedback, cancelled)
+        self.write_report(extra, method, summary, feedback)
         outside = summary.get("outside_training_range")
-        return {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside}
+        check = summary.get("self_check") or {}
+        result = {self.OUTPUT: out, self.OUTSIDE_TRAINING_RANGE: -1.0 if outside is None else outside,
+                  self.SELF_CHECK_PSNR: float(check["temporal"]["psnr"]) if "temporal" in check else -1.0}
+        for key in (self.OUTPUT_PROVENANCE, self.OUTPUT_UNCERTAINTY, self.REPORT):
+            if extra.get(key):
+                result[key] = extra[key]
+        return result
+
+    def extra_outputs(self, parameters, context) -> dict:
+        """The optional outputs asked for: ``{name: path}`` (absent when not asked)."""
+        out = {}
+        for key in (self.OUTPUT_PROVENANCE, self.OUTPUT_UNCERTAINTY):
+            value = parameters.get(key)
+            if value not in (None, "") and self.parameterAsOutputLayer(parameters, key, context):
+                out[key] = self.output_path(self.parameterAsOutputLayer(parameters, key, context))
+        if parameters.get(self.REPORT) not in (None, "") and self.parameterAsFileOutput(parameters, self.REPORT, context):
+            out[self.REPORT] = self.output_path(self.parameterAsFileOutput(parameters, self.REPORT, context))
+        return out
+
+    def resolve_method(self, method: str, parameters, context, guides: list, mask, feedback) -> str:
+        """``auto`` becomes ``temporal`` (other dates and a mask, no MODEL: it measures best, see
+        docs/multidate.md) or ``model``; the log says which and why."""
+        from ..models.cloud_removal.guides import split_guides
+
+        if method != "auto":
+            return method
+        optical = split_guides(guides)[0]
+        if self.parameterAsFile(parameters, self.MODEL, context):
+            return "model"
+        if optical and mask is not None:
+            feedback.pushInfo(f"Method: the temporal regression from the {len(optical)} other date(s), because "
+                              "other dates and a mask are given (it beats the matched copy of the nearest date on "
+                              "real time series; METHOD picks another).")
+            return "temporal"
+        return "model"
+
+    def run_temporal(self, parameters, context, feedback, src, mask, mask_values, guides, out, extra, progress,
+                     cancelled) -> dict:
+        """removeclouds with METHOD temporal: the engine's reconstruct_from_dates, then the log."""
+        from ..models.cloud_removal.reconstruct import TemporalOptions, reconstruct_from_dates
+        from ..models.cloud_removal.selfcheck import SelfCheckOptions
+
+        options = TemporalOptions(provenance=extra.get(self.OUTPUT_PROVENANCE),
+                                  uncertainty=extra.get(self.OUTPUT_UNCERTAINTY),
+                                  self_check=SelfCheckOptions() if self.parameterAsBool(
+                                      parameters, self.SELF_CHECK, context) else None)
+        summary = reconstruct_from_dates(src, out, guides, bands=band_values(self, parameters, self.BANDS, context),
+                                         mask=mask, mask_values=mask_values, options=options, progress=progress,
+                                         cancelled=cancelled)
+        self.log_temporal(summary, feedback)
+        return summary
+
+    @staticmethod
+    def log_temporal(summary: dict, feedback) -> None:
+        from ..models.cloud_removal import provenance
+
+        if summary.get("radar_guides_ignored"):
+            feedback.pushWarning(f"{summary['radar_guides_ignored']} radar guide(s) are not used by the temporal "
+                                 "method (METHOD model uses radar).")
+        for d in summary["dates"]:
+            shift = d.get("shift_px")
+            feedback.pushInfo(f"Date '{d['name']}'" + (f" ({d['date']}, {d['days']} days away)" if d.get("date") else "")
+                              + (f": co-registered by ({shift[1]:+.2f}, {shift[0]:+.2f}) px (x, y)" if shift
+                                 else ": not shifted"))
+        legend, counts = summary["legend"], summary["counts"]
+        feedback.pushInfo("Provenance: " + "; ".join(f"{legend.get(k, k)} {n} px" for k, n in counts.items()
+                                                    if k != provenance.NODATA))
+        check = summary.get("self_check")
+        if check and "skipped" in check:
+            feedback.pushWarning(f"Self-check skipped: {check['skipped']}.")
+        elif check:
+            t, c = check["temporal"], check["matched_copy"]
+            feedback.pushInfo(
+                f"Self-check on {check['pixels']} clear pixels hidden under real cloud shapes ({check['chips']} "
+                f"chip(s)): PSNR {t['psnr']:.2f} dB (90 % interval {t['psnr_interval'][0]:.2f}-"
+                f"{t['psnr_interval'][1]:.2f}), SSIM {t['ssim']:.3f}, SAM {t['sam']:.2f} deg; matched copy of the "
+                f"nearest date {c['psnr']:.2f} dB. Predicted error: {100 * check['error']['coverage80']:.0f} % of "
+                f"real errors inside its 80 % interval. Cost: {check['seconds']:.1f} s "
+                f"({100 * check['seconds'] / max(summary['seconds'], 1e-9):.0f} % of the run).")
+        feedback.pushInfo(f"Done in {summary['seconds']:.1f} s.")
+
+    @staticmethod
+    def model_provenance(model: str, guides: list, method: str):
+        """The provenance code of a model run: the nearest date for the matched copy and optical guided models,
+        radar or plain generator otherwise, the fill for the unmixing fill models."""
+        from ..models.cloud_removal import provenance
+        from ..models.cloud_removal.guides import split_guides
+        from ..models.cloud_removal.provenance_map import NEAREST
+        from ..models.weights import read_metadata
+
+        optical, radar = split_guides(guides)
+        if method == "matched_copy" or optical:
+            return NEAREST
+        if radar:
+            return provenance.RADAR
+        summary = str(read_metadata(model).training.get("data_summary", ""))
+        return provenance.FILL if method == "fill" or "unmixing fill" in summary else provenance.GENERATOR
+
+    def write_method_provenance(self, src, bands, mask, mask_values, guides, code, extra, summary, feedback,
+                                cancelled) -> None:
+        from ..models.cloud_removal import provenance
+        from ..models.cloud_removal.provenance_map import write_provenance, write_unknown_error
+        from ..models.raster import parse_bands
+
+        band_list = parse_bands(bands, src.band_count, src.name)
+        if extra.get(self.OUTPUT_UNCERTAINTY):
+            feedback.pushWarning("Only the temporal method predicts its error: OUTPUT_UNCERTAINTY holds 0 on kept "
+                                 "pixels and nodata (unknown) on replaced ones.")
+            write_unknown_error(src, extra[self.OUTPUT_UNCERTAINTY], bands=band_list, mask=mask,
+                                mask_values=mask_values, cancelled=cancelled)
+        if not extra.get(self.OUTPUT_PROVENANCE):
+            return
+        result = write_provenance(src, extra[self.OUTPUT_PROVENANCE], provenance.MEDIAN if code == "median" else code,
+                                  bands=band_list, mask=mask, mask_values=mask_values, guides=guides,
+                                  cancelled=cancelled)
+        summary.update(provenance_counts=result["counts"], legend=result["legend"])
+        feedback.pushInfo("Provenance: " + "; ".join(f"{result['legend'].get(k, k)} {n} px"
+                                                    for k, n in sorted(result["counts"].items())))
+
+    def write_report(self, extra: dict, method: str, summary: dict, feedback) -> None:
+        """The run's summary as JSON (atomic), when REPORT is asked for."""
+        path = extra.get(self.REPORT)
+        if not path:
+            return
+        from ..models.atomic import write_text
+        from ..models.comparison import report_to_json
+
+        write_text(path, report_to_json({"method": method, **summary}))
+        feedback.pushInfo(f"Report: {path}")
 
     def default_model(self, parameters, context, guides: list, feedback, src=None, mask=None) -> tuple:
         """``(model file, guides)``: MODEL, or the shipped model that fits the input, its mask and guides

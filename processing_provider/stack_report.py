@@ -24,6 +24,7 @@ class StackReportAlgorithm(CloudFreeAlgorithm):
     MASK_VALUES = "MASK_VALUES"
     CLOUD_FREE = "CLOUD_FREE"
     PREPARED = "PREPARED"
+    REMOVAL_REPORT = "REMOVAL_REPORT"
     METHOD = "METHOD"
     RED, GREEN, BLUE = "RED", "GREEN", "BLUE"
     OUTPUT = "OUTPUT"
@@ -40,7 +41,8 @@ class StackReportAlgorithm(CloudFreeAlgorithm):
         "The <b>target</b> date and its clouds (cloud and shadow fractions from its <b>cloud mask</b>); every other "
         "date and radar layer as <i>Prepare other dates</i> recorded it in its JSON summary (<b>prepared "
         "dates</b>: registered or placed by georeferencing and why, shift, rotation, RMS_all, RMS_LOO, N_red, its "
-        "own cloud fraction); the removal <b>method</b>; and a check of the <b>cloud-free image</b> against the "
+        "own cloud fraction); the removal <b>method</b>; from the <b>report of the removal</b> (Remove clouds' JSON "
+        "REPORT, optional) where the replaced pixels came from and the self-check; and a check of the <b>cloud-free image</b> against the "
         "target, block by block: how many pixels changed inside and outside the <b>mask values</b> (a removal "
         "that keeps clear pixels changes none outside).</p>"
         "<p><b>Report</b>: JSON when the file name ends in .json, else an HTML page with a before / after / mask "
@@ -56,6 +58,8 @@ class StackReportAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.CLOUD_FREE, "Cloud-free image"))
         self.addParameter(QgsProcessingParameterFile(self.PREPARED, "Prepared dates (the JSON summary of Prepare "
                                                      "other dates)", extension="json", optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.REMOVAL_REPORT, "Report of the removal (the JSON REPORT of "
+                                                     "Remove clouds)", extension="json", optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method of the removal",
                                                      [label for _, label in RemoveCloudsAlgorithm.METHODS],
                                                      defaultValue=0))
@@ -78,7 +82,8 @@ class StackReportAlgorithm(CloudFreeAlgorithm):
         values = parse_values(self.parameterAsString(parameters, self.MASK_VALUES, context) or "1,2", self.MASK_VALUES)
         prepared = self.parameterAsFile(parameters, self.PREPARED, context) or None
         method = RemoveCloudsAlgorithm.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][1]
-        summary = chain_summary(target, mask, cloud_free, prepared, method, values, cancelled)
+        removal = self.parameterAsFile(parameters, self.REMOVAL_REPORT, context) or None
+        summary = chain_summary(target, mask, cloud_free, prepared, method, values, cancelled, removal)
         rgb = tuple(self.parameterAsInt(parameters, name, context) or default
                     for name, default in ((self.RED, 3), (self.GREEN, 2), (self.BLUE, 1)))
         out = self.output_path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))

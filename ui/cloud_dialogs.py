@@ -7,7 +7,7 @@ styled for comparison: the mask paletted, the cloud-free raster with the input's
 from __future__ import annotations
 
 from qgis.gui import QgsRasterBandComboBox
-from qgis.PyQt.QtWidgets import QSpinBox
+from qgis.PyQt.QtWidgets import QCheckBox, QSpinBox
 
 from . import styles
 from .pickers import (
@@ -117,7 +117,9 @@ class RemoveCloudsDialog(WorkflowDialog):
     TITLE = "Remove clouds"
     INTRO = ("Replace the pixels a cloud mask marks. Without other dates the shipped model recovers the ground under "
              "thin clouds and fills thick ones from the surroundings; with other dates of the same place (guides) "
-             "it copies what they saw, colours matched. Clear pixels stay exactly as they were.")
+             "every cloudy pixel is predicted from every date that saw it (regression on nearby pixels, dates "
+             "co-registered), with a map of where each pixel came from, its predicted error and a self-check on "
+             "this scene. Clear pixels stay exactly as they were.")
 
     def build_form(self, form):
         self.input = raster_combo(prefer=image_layers)
@@ -138,8 +140,15 @@ class RemoveCloudsDialog(WorkflowDialog):
         form.addRow("Model", self.model)
         self.device = device_combo(self.algorithm)
         form.addRow("Device", self.device)
+        self.self_check = QCheckBox("Score the reconstruction on clear pixels of this scene (other dates)")
+        self.self_check.setChecked(True)
+        form.addRow("Self-check", self.self_check)
         self.output = OutputFile(self.GEOTIFF)
         form.addRow("Cloud-free raster", self.output)
+        self.provenance = OutputFile(self.GEOTIFF, "Write where each pixel came from", checked=True)
+        form.addRow("Provenance", self.provenance)
+        self.uncertainty = OutputFile(self.GEOTIFF, "Write the predicted error (other dates)", checked=True)
+        form.addRow("Predicted error", self.uncertainty)
         self.input.layerChanged.connect(self.input_changed)
         self.cloud_mask.layerChanged.connect(self.mask_values.set_layer)
         self.input_changed(self.input.currentLayer())
@@ -175,7 +184,9 @@ class RemoveCloudsDialog(WorkflowDialog):
                 "GUIDES": self.guides.checked_ids() or None, "GUIDE_MASKS": self.guide_masks.checked_ids() or None,
                 "GUIDE_MASK_VALUES": values if self.guide_masks.checked_ids() else None,
                 "METHOD": self.method.currentData(), "MODEL": self.model.value(),
-                "DEVICE": self.device.currentData(), "OUTPUT": self.output.value()}
+                "DEVICE": self.device.currentData(), "SELF_CHECK": self.self_check.isChecked(),
+                "OUTPUT": self.output.value(), "OUTPUT_PROVENANCE": self.provenance.value(),
+                "OUTPUT_UNCERTAINTY": self.uncertainty.value() if self.guides.checked_ids() else None}
 
     def add_results(self, results):
         source = self.input.currentLayer()
@@ -183,5 +194,18 @@ class RemoveCloudsDialog(WorkflowDialog):
         layer = self.add_raster(results["OUTPUT"], name)
         styles.style_before_after(source, layer, self.bands.checked() or None, from_result=True)
         self.publish(layer)
-        return [f"'{name}' written to {results['OUTPUT']}"]  # shown with the input's stretch
+        lines = [f"'{name}' written to {results['OUTPUT']}"]  # shown with the input's stretch
+        if results.get("OUTPUT_UNCERTAINTY"):
+            error = self.add_raster(results["OUTPUT_UNCERTAINTY"], f"{source.name()} predicted error")
+            styles.style_error(error)
+            self.publish(error)
+            lines.append(f"predicted error written to {results['OUTPUT_UNCERTAINTY']}")
+        if results.get("OUTPUT_PROVENANCE"):
+            provenance = self.add_raster(results["OUTPUT_PROVENANCE"], f"{source.name()} provenance")
+            styles.style_provenance(provenance)
+            self.publish(provenance)
+            lines.append(f"provenance written to {results['OUTPUT_PROVENANCE']}")
+        if results.get("SELF_CHECK_PSNR", -1) > 0:
+            lines.append(f"self-check: {results['SELF_CHECK_PSNR']:.2f} dB PSNR on hidden clear pixels (see the log)")
+        return lines
 

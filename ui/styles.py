@@ -186,6 +186,23 @@ def style_mask(layer: QgsRasterLayer, classes=MASK_CLASSES) -> None:
     layer.triggerRepaint()
 
 
+def style_provenance(layer: QgsRasterLayer) -> None:
+    """Paletted provenance: the colours of :mod:`..models.cloud_removal.provenance`, labelled with the legend
+    the raster's metadata carries (code -> 'guide 2: S2_20180725 (2018-07-25)', ...)."""
+    from ..models.cloud_removal.provenance import NODATA, colours, read_legend
+
+    legend = read_legend(layer.source())
+    rgba = colours(sum(1 for k in legend if 0 < k <= len(legend)))
+    style_mask(layer, [(k, QColor(*rgba.get(k, (128, 128, 128, 255))), label)
+                       for k, label in sorted(legend.items()) if k != NODATA])
+
+
+def style_error(layer: QgsRasterLayer) -> None:
+    """The predicted error of the first band, viridis from 0 to its largest value."""
+    high = layer.dataProvider().bandStatistics(1).maximumValue
+    style_weights(layer, 1, 0.0, float(high) if high > 0 else 1.0)
+
+
 def viridis():
     ramp = QgsStyle.defaultStyle().colorRamp("Viridis")
     return ramp if ramp is not None else QgsGradientColorRamp(QColor("#440154"), QColor("#fde725"))

@@ -421,6 +421,40 @@ def _radar(radar: list, target: RasterInfo, folder: str, block: int, passes: _Pa
     return raster_info(path, "radar guides")
 
 
+# --------------------------------------------------------------------------- other dates one by one
+
+
+def open_optical(target: RasterInfo, target_bands: list, guides: list, folder: str) -> list:
+    """The optical guides among ``guides`` opened, checked and put on ``target``'s grid (lazy warps into
+    ``folder``, their own masks too), each with its ``entry`` (name, date, days from the target). Radar
+    guides are left out. Read them with :func:`guide_pixels`; close them with :func:`close_guides`."""
+    bands = [int(b) for b in target_bands]
+    when = acquisition_date(target.name) or acquisition_date(target.path)
+    opened = []
+    try:
+        for g in split_guides(guides)[0]:
+            o = _open(g, target, bands)
+            opened.append(o)
+            _prepare_optical(o, target, folder, when)
+    except BaseException:
+        close_guides(opened)
+        raise
+    return opened
+
+
+def guide_pixels(o: _Opened, window: Window) -> tuple:
+    """``(values float64 (bands, rows, cols), valid (rows, cols))`` of an opened optical guide in ``window``
+    of the target's grid: valid = not nodata and not marked by the guide's own mask."""
+    return _optical_pixels(o, lambda info, bands: read_window(info.dataset(), window, bands, np.float64))
+
+
+def close_guides(opened: list) -> None:
+    for o in opened:
+        for info in (o.source, o.aligned, o.mask):
+            if info is not None:
+                info.close()
+
+
 # --------------------------------------------------------------------------- the one entry point
 
 

@@ -30,10 +30,12 @@ QUICKLOOK_SIZE = 512  # pixels along the longer side of the report's pictures
 
 
 def chain_summary(target: RasterInfo, mask: RasterInfo, cloud_free: RasterInfo, prepared: str | None,
-                  method: str, mask_values=(1, 2), cancelled: CancelCheck = None) -> dict:
+                  method: str, mask_values=(1, 2), cancelled: CancelCheck = None, removal: str | None = None) -> dict:
     """The figures of one chain run (see the module docstring); ``prepared``: the JSON file
-    :func:`.prepare.save_summary` wrote, or None."""
+    :func:`.prepare.save_summary` wrote, or None; ``removal``: the removal's JSON report (removeclouds REPORT:
+    the method used, the provenance legend and counts, the self-check), or None."""
     layers = read_prepared(prepared) if prepared else None
+    removed = read_prepared(removal) if removal else None
     for info in (mask, cloud_free):
         if grid_difference(info, target) is not None:
             raise InputError(f"Layer '{info.name}' is not on the grid of '{target.name}' "
@@ -46,7 +48,17 @@ def chain_summary(target: RasterInfo, mask: RasterInfo, cloud_free: RasterInfo, 
             "other_layers": (layers or {}).get("layers", []),
             "registration_mode": (layers or {}).get("registration_mode"),
             "method": method,
+            "removal": removal_figures(removed) if removed else None,
             "result": {"path": cloud_free.path, "mask_values": list(mask_values), **changed}}
+
+
+def removal_figures(report: dict) -> dict:
+    """What the chain report keeps of the removal's report: the method used, the provenance (legend and pixel
+    counts per code), the self-check and the time taken."""
+    counts = report.get("counts") or report.get("provenance_counts") or {}
+    legend = {str(k): v for k, v in (report.get("legend") or {}).items()}
+    return {"method": report.get("method"), "provenance": {legend.get(str(k), str(k)): n for k, n in counts.items()},
+            "self_check": report.get("self_check"), "seconds": report.get("seconds")}
 
 
 def read_prepared(path: str) -> dict:
@@ -105,6 +117,19 @@ def report_sections(summary: dict, pictures: tuple, rgb) -> list:
                     "the mask." if result["changed_inside"] is not None else
                     f"the result was not compared with the target ({result['not_compared']}).")),
     ]
+    removal = summary.get("removal")
+    if removal:
+        lines = [f"{label}: {n} px" for label, n in removal["provenance"].items()]
+        check = removal.get("self_check") or {}
+        if "temporal" in check:
+            t, c = check["temporal"], check["matched_copy"]
+            lines.append(f"self-check on {check['pixels']} hidden clear pixels: PSNR {t['psnr']:.2f} dB (90 % "
+                         f"{t['psnr_interval'][0]:.2f}-{t['psnr_interval'][1]:.2f}), SSIM {t['ssim']:.3f}, SAM "
+                         f"{t['sam']:.2f} deg; matched copy {c['psnr']:.2f} dB")
+        elif check.get("skipped"):
+            lines.append(f"self-check skipped: {check['skipped']}")
+        sections.append(Section(f"Where the pixels came from (method {removal['method']})",
+                                preformatted="\n".join(lines) or "no provenance recorded"))
     if len(pictures) == 3:
         sections.append(Section("Before, after and the mask", figure=quicklook(*pictures, rgb=rgb)))
     sections.append(Section("All figures", preformatted=metrics_block(summary)))

@@ -57,9 +57,11 @@ HELP = {
     "DATES": "Other dates of the same place, same band layout (any grid: they are registered onto the target).",
     "RADAR": "Optional Sentinel-1 radar (VV, VH, dB or linear), registered with image structure. The shipped guided "
              "model uses other dates when there are any, and the radar model when only radar is given.",
-    "METHOD": "The guided model (default), a colour-matched copy of the nearest clear date, the fusion composite "
-              "(per-pixel median of the clear other dates inside the clouds) or a fill from the surrounding "
-              "pixels (ignores the other dates).",
+    "METHOD": "Automatic (default): the temporal regression from every clear other date (co-registered, "
+              "weighted by fit and time), or without other dates the shipped model; or a colour-matched copy of "
+              "the nearest clear date, the fusion composite (per-pixel median of the clear other dates inside the "
+              "clouds), a fill from the surrounding pixels (ignores the other dates), the temporal regression, or "
+              "the model (MODEL, or the shipped guided one).",
     "BLUE": "Band roles of the target and the other dates, for the cloud detector (as in Detect clouds).",
     "SWIR1": "Optional, with SWIR2: the more accurate 6-band detector runs (Sentinel-2 B11, Landsat 8/9 band 6).",
     "SWIR2": "Optional, with SWIR1 (Sentinel-2 B12, Landsat 8/9 band 7).",
@@ -71,9 +73,14 @@ HELP = {
     "MODEL": "A cloud removal model of your own for the model method (empty = the shipped one for the guides).",
     "detect:MASK": "The target's cloud mask: 0 clear, 1 cloud, 2 shadow, 255 nodata.",
     "remove:OUTPUT": "The cloud-free image on the target's grid.",
+    "remove:OUTPUT_PROVENANCE": "Where each pixel came from: 0 the target's own clear pixel, 1..N the other date "
+                                "that contributed most, 250 median, 251 fill, 252 generator, 253 radar generator, "
+                                "255 nodata (colour table and legend with the dates in the raster).",
+    "remove:OUTPUT_UNCERTAINTY": "The predicted absolute error per band (temporal method; other methods: unknown "
+                                 "on replaced pixels), 0 on the target's clear pixels.",
     "report:REPORT": "HTML (or JSON when the name ends in .json): the target's clouds, how each other layer was "
-                     "aligned (shift, RMS) and its clouds, the method, and the pixels changed inside and outside "
-                     "the mask.",
+                     "aligned (shift, RMS) and its clouds, the method, where the pixels came from, the self-check "
+                     "of the reconstruction on this scene, and the pixels changed inside and outside the mask.",
 }
 
 
@@ -153,10 +160,12 @@ def children() -> list:
           **_from_child("detect", MASK="OUTPUT"),
           **_from_child("prepare", GUIDES="DATES_ON_TARGET", GUIDE_MASKS="DATE_MASKS", RADAR_GUIDES="RADAR_ON_TARGET"),
           **_static(MASK_VALUES=MASK_VALUES, GUIDE_MASK_VALUES=MASK_VALUES)},
-         {"OUTPUT": ("OUTPUT", "Cloud-free image")}, (420, 400)),
+         {"OUTPUT": ("OUTPUT", "Cloud-free image"), "OUTPUT_PROVENANCE": ("OUTPUT_PROVENANCE", "Provenance"),
+          "OUTPUT_UNCERTAINTY": ("OUTPUT_UNCERTAINTY", "Predicted error")}, (420, 400)),
         ("report", "cloudfree:stackreport", "Report what each step did",
          {**_from_model("TARGET", "METHOD", "RED", "GREEN", "BLUE"), **_from_child("detect", MASK="OUTPUT"),
-          **_from_child("remove", CLOUD_FREE="OUTPUT"), **_from_child("prepare", PREPARED="SUMMARY"),
+          **_from_child("remove", CLOUD_FREE="OUTPUT", REMOVAL_REPORT="REPORT"),
+          **_from_child("prepare", PREPARED="SUMMARY"),
           **_static(MASK_VALUES=MASK_VALUES)},
          {"REPORT": ("OUTPUT", "Report")}, (420, 540)),
     ]

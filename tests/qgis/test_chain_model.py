@@ -40,7 +40,11 @@ def stack(shared_data, tmp_path_factory):
 
 def outputs(tmp_path, report="report.json"):
     return {"detect:MASK": str(tmp_path / "mask.tif"), "remove:OUTPUT": str(tmp_path / "clean.tif"),
-            "report:REPORT": str(tmp_path / report)}
+            "remove:OUTPUT_PROVENANCE": str(tmp_path / "provenance.tif"),
+            "remove:OUTPUT_UNCERTAINTY": str(tmp_path / "error.tif"), "report:REPORT": str(tmp_path / report)}
+
+
+OUTPUTS = {"detect:MASK", "remove:OUTPUT", "remove:OUTPUT_PROVENANCE", "remove:OUTPUT_UNCERTAINTY", "report:REPORT"}
 
 
 def read(path):
@@ -77,7 +81,7 @@ def test_the_model_is_in_the_provider_and_validates(provider):
         assert alg.validateChildAlgorithm(child_id)[0]
     names = {p.name() for p in alg.parameterDefinitions()}
     assert {"TARGET", "DATES", "RADAR", "METHOD", "BLUE", "NIR", "DILATION", "REGISTRATION"} <= names
-    assert {o.name() for o in alg.outputDefinitions()} == {"detect:MASK", "remove:OUTPUT", "report:REPORT"}
+    assert {o.name() for o in alg.outputDefinitions()} == OUTPUTS
     assert alg.create().id() == MODEL
 
 
@@ -122,10 +126,26 @@ def test_the_shipped_file_is_what_the_builder_makes(provider):
 def test_the_chain_runs_on_real_dates_with_guided_removal(run_logged, stack, tmp_path):
     results, log = run_logged(MODEL, {"TARGET": stack["target"], "DATES": stack["dates"], **BANDS,
                                       **outputs(tmp_path)})
-    assert set(results) >= {"detect:MASK", "remove:OUTPUT", "report:REPORT"}
+    assert set(results) >= OUTPUTS
     masked, changed = check_outputs(stack["target"], tmp_path, "report.json")
     assert masked[:, :CLOUDY_COLUMNS].mean() > 0.8 and masked[:, CLOUDY_COLUMNS + 10:].mean() < 0.1
     report = json.loads((tmp_path / "report.json").read_text())
+    # the default method with other dates: the temporal regression, every replaced pixel traced to a date
+    assert report["removal"]["method"] == "temporal" and "Self-check" in log
+    provenance = read(tmp_path / "provenance.tif")
+    assert set(np.unique(provenance[masked])) <= {1, 2, 251} and (provenance[~masked] == 0).all()
+    # a date's pixel is used wherever its own detected mask is clear; elsewhere the fill (here the detector
+    # marks most of both dates' left part as shadow, so most of the target's cloud is filled)
+    date_masks = [read(m) for m in results["CHILD_INPUTS"]["remove"]["GUIDE_MASKS"]]
+    seen = np.zeros(masked.shape, bool)
+    for m in date_masks:
+        seen |= ~np.isin(m, (1, 2, 255))
+    assert (provenance[masked & seen] != 251).mean() > 0.95 and (provenance[masked & ~seen] == 251).all()
+    counted = {label: n for label, n in report["removal"]["provenance"].items()}
+    assert counted["unmixing fill from the surrounding clear pixels"] == int((provenance == 251).sum())
+    error = read(tmp_path / "error.tif")
+    assert (error[:, ~masked] == 0).all() and (error[:, masked] > 0).all()
+    assert "temporal" in report["removal"]["self_check"] or "skipped" in report["removal"]["self_check"]
     assert report["result"]["changed_outside"] == 0 and report["result"]["changed_inside"] == int(changed.sum())
     assert report["target_clouds"]["cloud_fraction"] == pytest.approx(results["CHILD_RESULTS"]["detect"]
                                                                        ["CLOUD_FRACTION"])
@@ -156,6 +176,7 @@ def test_the_chain_runs_headless_with_fusion(stack, tmp_path):
     check_outputs(stack["target"], tmp_path, "report.html")
     html = (tmp_path / "report.html").read_text()
     assert "median composite" in html and "0 pixels outside the mask" in html and "data:image/png;base64" in html
+    assert "Where the pixels came from" in html and "median composite of the dates" in html
 
 
 def test_a_real_overcast_target_falls_back_to_georeferencing(run_logged, stack, tmp_path):
