@@ -273,8 +273,12 @@ def picture(d: Dates, t: int, laid: np.ndarray, lender: int, work: str, path: st
                                      bands=d.bands, mask=raster.raster_info(mpath), options=opts)
     rgb = [2, 1, 0]
     truth = d.read(t)[rgb]
-    low, high = stretch_limits(truth)
-    show = lambda a: np.moveaxis(stretch(a[rgb] if a.shape[0] > 3 else a, low, high), 0, -1)  # noqa: E731
+    limits = [stretch_limits(band) for band in truth]          # per band, from the truth, shared by the panels
+
+    def show(a):
+        a = a[rgb] if a.shape[0] > 3 else a
+        return np.moveaxis(np.stack([stretch(b, lo, hi) for b, (lo, hi) in zip(a, limits)]), 0, -1)
+
     panels = [("cloudy input", show(read_all(cloudy)[[b - 1 for b in d.bands]])),
               ("reconstructed", show(read_all(os.path.join(folder, "out.tif")))), ("truth (held out)", show(truth))]
     fig = new_figure(15, 3.4)

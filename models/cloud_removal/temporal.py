@@ -7,8 +7,10 @@ target is modelled around every pixel as ``t = a * g + c``:
 1. :func:`local_fits`: the line is fitted by least squares on the pixels of a square window that
    are clear in the target and valid in the guide, from box sums (integral images, so the cost does
    not depend on the window). The slope is shrunk towards the scene-wide slope where the guide
-   barely varies in the window (a ridge prior). Windows grow through ``radii`` until they hold
-   ``min_pixels`` common pixels; past the largest the scene-wide line (:class:`SceneFit`) is used.
+   barely varies in the window (a ridge prior). Windows of every radius in ``radii`` are fitted,
+   largest first, each prediction pulled towards the larger one's by ``min_pixels / (n + min_pixels)``
+   (``n``: the window's common pixels), the largest towards the scene-wide line (:class:`SceneFit`):
+   so a cloud's far interior gets the scene's line and nothing jumps where a window runs out of pixels.
 2. Every date's prediction has a variance: the fit's residual variance plus the variance of the
    fitted line at the guide's value.
 3. :func:`combine_dates`: the dates are averaged per pixel with weights ``decay(days) / variance ** 2``
@@ -37,8 +39,8 @@ INTERVAL_80 = 1.61
 class TemporalParams:
     """How the regression is fitted and the dates weighted.
 
-    ``radii``: half-widths of the fitting windows in pixels, smallest first. ``min_pixels``: common
-    clear pixels a window needs. ``ridge``: strength of the pull of the slope to the scene-wide slope,
+    ``radii``: half-widths of the fitting windows in pixels, smallest first. ``min_pixels``: common clear
+    pixels at which a window's fit weighs as much as the larger scale's. ``ridge``: strength of the pull of the slope to the scene-wide slope,
     as a share of the guide's scene-wide variance. ``decay_days``: time constant of the weight on the
     days between a guide and the target (0: no decay; dates without a known date get weight 1).
     ``variance_power``: a date's weight goes as its predicted variance to the minus this power.
@@ -120,7 +122,8 @@ def box_sum(values: np.ndarray, radius: int) -> np.ndarray:
 @dataclass
 class DatePrediction:
     """One guide date's prediction of the target: ``value`` and ``variance`` (bands, rows, cols), NaN where
-    the guide is not valid, and the window radius used per pixel (0: the scene-wide line)."""
+    the guide is not valid, and per pixel the smallest window radius whose fit weighs at least half
+    (0: the scene-wide line)."""
 
     value: np.ndarray
     variance: np.ndarray
@@ -144,32 +147,37 @@ def local_fits(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, valid: 
     variance = np.full(target.shape, np.nan)
     radius = np.zeros(target.shape[1:], np.int32)
     todo = valid.copy() if where is None else valid & where
-    lam = params.ridge * scene.guide_var[:, None, None]
-    prior = scene.slope[:, None, None]
-    for r in params.radii:
-        n = box_sum(weight, r)
-        take = todo & (n >= params.min_pixels)
-        if not take.any():
+    if not todo.any():
+        return DatePrediction(value, variance, radius)
+    lam = np.broadcast_to((params.ridge * scene.guide_var)[:, None], (nb, int(todo.sum())))
+    prior = scene.slope[:, None]
+    x = g[:, todo]
+    pred = prior * x                                         # the scene-wide line (centred units)
+    var = np.broadcast_to(scene.residual_var[:, None], x.shape).copy()
+    used = np.zeros(x.shape[1], np.int32)
+    wg, wt = g * weight, t * weight
+    planes = np.stack([wg, wt, wg * g, wg * t, wt * t]).reshape(5 * nb, *weight.shape)
+    for r in reversed(params.radii):                         # largest window first, each shrunk to the last
+        n = box_sum(weight, r)[todo]
+        ok = n >= 2
+        if not ok.any():
             continue
-        wg, wt = g * weight, t * weight
-        sums = box_sum(np.stack([wg, wt, wg * g, wg * t, wt * t]).reshape(5 * nb, *weight.shape), r)
-        sg, st, sgg, sgt, stt = (s[:, take] for s in sums.reshape(5, nb, *weight.shape))
-        k = n[take]
+        sg, st, sgg, sgt, stt = (s[:, todo][:, ok] for s in box_sum(planes, r).reshape(5, nb, *weight.shape))
+        k = n[ok]
         mg, mt = sg / k, st / k
         vg = np.maximum(sgg / k - mg * mg, 0.0)
         cov = sgt / k - mg * mt
         vt = np.maximum(stt / k - mt * mt, 0.0)
-        lam_t = np.broadcast_to(lam, target.shape)[:, take]
-        slope = (cov + lam_t * prior[:, :, 0]) / (vg + lam_t)
+        slope = (cov + lam[:, ok] * prior) / (vg + lam[:, ok])
         resid = np.maximum(vt - 2 * slope * cov + slope * slope * vg, 0.0)
-        x = g[:, take]
-        value[:, take] = mt + slope * (x - mg)
-        variance[:, take] = resid * (1.0 + 1.0 / k + (x - mg) ** 2 / (k * (vg + lam_t)))
-        radius[take] = r
-        todo &= ~take
-    if todo.any():   # too few common pixels in every window: the scene-wide line
-        value[:, todo] = scene.slope[:, None] * g[:, todo]
-        variance[:, todo] = scene.residual_var[:, None]
+        xo = x[:, ok]
+        local = mt + slope * (xo - mg)
+        local_var = resid * (1.0 + 1.0 / k + (xo - mg) ** 2 / (k * (vg + lam[:, ok])))
+        alpha = k / (k + params.min_pixels)                  # trust in the window grows with its pixels
+        pred[:, ok] = alpha * local + (1 - alpha) * pred[:, ok]
+        var[:, ok] = alpha * local_var + (1 - alpha) * var[:, ok]
+        used[np.flatnonzero(ok)[alpha >= 0.5]] = r
+    value[:, todo], variance[:, todo], radius[todo] = pred, var, used
     base = scene.slope[:, None, None] * centre + scene.intercept[:, None, None]
     return DatePrediction(value + base, variance, radius)
 

@@ -164,6 +164,11 @@ def test_remove_clouds_runs_and_shows_the_result_with_the_inputs_stretch(qtbot, 
         theirs = getattr(source.renderer(), f"{colour}ContrastEnhancement")()
         assert (mine.minimumValue(), mine.maximumValue()) == (theirs.minimumValue(), theirs.maximumValue())
         assert mine.maximumValue() > mine.minimumValue()
+    provenance = by_name("s2_20150731 provenance")         # on by default: where each pixel came from
+    assert provenance.renderer().type() == "paletted"
+    labels = [c.label for c in provenance.renderer().classes()]
+    assert any("s2_20150711 (2015-07-11)" in label for label in labels)
+    assert by_name("s2_20150731 predicted error").renderer().type() == "singlebandpseudocolor"
 
 
 def test_cancel_leaves_no_output_and_no_layer(qtbot, project, tmp_path):

@@ -97,3 +97,39 @@ def test_fusedates_batch_fuses_the_inputs_with_their_masks(tmp_path):
                        "--mask", str(tmp_path / "{stem}_clm.tif")]) == 0
     fuse_rasters(dates, str(tmp_path / "here.tif"), masks=masks, options=FuseRasterOptions("mean"))
     np.testing.assert_array_equal(gdal.Open(out).ReadAsArray(), gdal.Open(str(tmp_path / "here.tif")).ReadAsArray())
+
+
+def test_removeclouds_temporal_rebuilds_each_date_from_the_others_with_its_side_outputs(tmp_path):
+    """Three dates of one place with clouds in different rows: each is rebuilt from the other two, and its
+    provenance, predicted error and report are written beside it, as reconstruct_from_dates writes them."""
+    import json
+
+    from cloudfree.models.cloud_removal.reconstruct import TemporalOptions, reconstruct_from_dates
+    from cloudfree.models.cloud_removal.guides import Guide
+
+    rng = np.random.default_rng(10)
+    truth = scene(rng, 3, 80, 90)
+    dates = []
+    for k in range(3):
+        path = str(tmp_path / f"S2_2018070{k + 1}.tif")
+        make(path, truth * (1 + 0.05 * k))
+        m = np.zeros((1, 80, 90), dtype=np.uint8)
+        m[0, 20 * k + 5:20 * k + 25, 10:60] = 1
+        make(tmp_path / f"S2_2018070{k + 1}_clm.tif", m)
+        dates.append(path)
+    out = tmp_path / "cleared"
+    assert batch.main(["removeclouds", *dates, "--out", str(out), "--temporal", "--mask-values", "1",
+                       "--mask", str(tmp_path / "{stem}_clm.tif")]) == 0
+    names = sorted(os.listdir(out))
+    assert names == sorted(f"S2_2018070{k}{suffix}" for k in (1, 2, 3)
+                           for suffix in (".tif", "_provenance.tif", "_error.tif", "_report.json"))
+    report = json.loads((out / "S2_20180702_report.json").read_text())
+    assert report["method"] == "temporal" and len(report["dates"]) == 2 and "temporal" in report["self_check"]
+    here = str(tmp_path / "here.tif")
+    guides = [Guide(p, mask=p.replace(".tif", "_clm.tif"), mask_values=(1,)) for p in dates if "0702" not in p]
+    reconstruct_from_dates(raster.raster_info(dates[1]), here, guides,
+                           mask=raster.raster_info(str(tmp_path / "S2_20180702_clm.tif")), mask_values=(1,),
+                           options=TemporalOptions())
+    np.testing.assert_array_equal(gdal.Open(str(out / "S2_20180702.tif")).ReadAsArray(), gdal.Open(here).ReadAsArray())
+    with pytest.raises(SystemExit):
+        batch.main(["removeclouds", dates[0], "--out", str(out), "--temporal"])   # no --mask, one date
