@@ -24,6 +24,7 @@ from qgis.core import (
 )
 
 from .base import CloudFreeAlgorithm
+from .common import model_parameter, model_value
 
 TRANSFORMS = (("translation", "Translation"), ("similarity", "Similarity (shift, rotation, scale)"),
               ("affine", "Affine"), ("projective", "Projective"), ("tps", "Thin plate spline (local distortions)"))
@@ -51,6 +52,7 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
     RATIO = "RATIO"
     CNN_WEIGHT = "CNN_WEIGHT"
     FINE_TUNE_STEPS = "FINE_TUNE_STEPS"
+    MODEL = "MODEL"
     STRUCTURE_ROTATION = "STRUCTURE_ROTATION"
     STRUCTURE_SCALE = "STRUCTURE_SCALE"
     NO_MATCH_CHECK = "NO_MATCH_CHECK"
@@ -102,7 +104,10 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         "layer's CRS; default fields <i>sensed_x</i>, <i>sensed_y</i>). RMS_CHECK is the RMS error of the "
         "fitted mapping at those independent points (reference pixels), beside RMS_ALL and RMS_LOO.</p>"
         "<p><b>Fine-tune steps</b> (<i>FINE_TUNE_STEPS</i>) &gt; 0 first adapts the CNN descriptor to the reference image "
-        "(self-supervised, a few seconds per 100 steps on a CPU).</p>"
+        "(self-supervised, a few seconds per 100 steps on a CPU), starting from <b>MODEL</b>.</p>"
+        "<p><b>CNN descriptor model</b> (<i>MODEL</i>, advanced): a descriptor model file of your own (task "
+        "registration_descriptor, trained with models.registration.train_descriptor) or a shipped model's name; "
+        "empty = the shipped one. Only method SIFT + CNN uses it; a file of another task is refused by name.</p>"
         "<p><b>Reference raster</b> and <b>sensed raster</b> (the one to be registered, <i>INPUT</i>); "
         "<b>reference band</b> and <b>sensed band</b>: the band of each that is matched (default 1; pick one "
         "where both show the same ground, e.g. NIR with NIR). <b>Transform</b>: translation, similarity "
@@ -132,6 +137,9 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.CNN_WEIGHT, "CNN weight in the fused distance",
                                                        QgsProcessingParameterNumber.Double, 0.3, minValue=0.0,
                                                        maxValue=1.0))
+        model = model_parameter(self.MODEL, "CNN descriptor model (empty = the shipped one)", ("registration_descriptor",))
+        model.setFlags(model.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(model)
         self.addParameter(QgsProcessingParameterNumber(self.FINE_TUNE_STEPS, "Fine-tune the CNN on the reference "
                                                        "(steps, 0 = no)", QgsProcessingParameterNumber.Integer, 0,
                                                        minValue=0))
@@ -189,13 +197,21 @@ class RegisterAlgorithm(CloudFreeAlgorithm):
         structure = StructureOptions(max_rotation=self.parameterAsDouble(parameters, self.STRUCTURE_ROTATION, context),
                                      scale_range=(1.0 / scale, scale),
                                      min_contrast=self.parameterAsDouble(parameters, self.NO_MATCH_CHECK, context))
+        model = model_value(self, parameters, self.MODEL, context)
+        if model and method != "sift_cnn":
+            feedback.pushWarning(f"MODEL is the CNN descriptor of method sift_cnn; method {method} does not use it.")
         with tempfile.TemporaryDirectory(prefix="cloudfree-register-") as tmp:
-            descriptor_model_path = None
+            descriptor_model_path = model if method == "sift_cnn" else None
+            if descriptor_model_path:
+                from ..models.registration.describe import load_descriptor
+
+                load_descriptor(descriptor_model_path)   # refused here, by name, when it is not a descriptor model
+                feedback.pushInfo(f"CNN descriptor: {os.path.basename(descriptor_model_path)}")
             if method == "sift_cnn" and steps > 0:
                 feedback.pushInfo(f"Fine-tuning the CNN descriptor on '{reference.name}' for {steps} steps")
                 descriptor_model_path = fine_tune_on_reference(reference, bands[0], steps,
                                                                os.path.join(tmp, "descriptor.safetensors"),
-                                                               cancelled=cancelled)
+                                                               init_from=descriptor_model_path, cancelled=cancelled)
             match = MatchOptions(ratio=self.parameterAsDouble(parameters, self.RATIO, context),
                                  cnn_weight=self.parameterAsDouble(parameters, self.CNN_WEIGHT, context),
                                  descriptor_model_path=descriptor_model_path)

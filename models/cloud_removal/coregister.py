@@ -61,7 +61,7 @@ def estimate_shift(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, val
         return None
     ones = np.ones(both.shape, bool)
     shift = np.zeros(2)
-    for _ in range(20):
+    for _ in range(10):
         moved, _ = shift_image(g, ones, *shift)
         gy, gx = np.gradient(moved, axis=(1, 2))
         r = (moved - t)[:, inner]
@@ -73,7 +73,7 @@ def estimate_shift(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, val
         shift += step
         if np.abs(shift).max() > MAX_SHIFT:
             return None
-        if np.abs(step).max() < 1e-3:
+        if np.abs(step).max() < 5e-3:
             break
     moved, _ = shift_image(g, ones, *shift)
     a, b = moved[:, inner].ravel(), t[:, inner].ravel()

@@ -25,7 +25,7 @@ from .temporal import DateMixer, SceneFit, TemporalParams, halo, local_fits
 #: statistics of the scene come from decimated reads of at most this many pixels a side
 SCENE_SAMPLE = 1024
 #: the shift of a guide is the median over at most this many chips of CHIP pixels a side
-CHIPS, CHIP = 9, 512
+CHIPS, CHIP = 4, 512
 
 
 @dataclass

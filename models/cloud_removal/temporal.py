@@ -106,17 +106,30 @@ def halo(params: TemporalParams) -> int:
     return params.radii[-1]
 
 
+class BoxSums:
+    """Window sums of ``values`` (..., rows, cols) for any radius up to ``max_radius``: one integral image,
+    padded with its edge values (zeros before the start, the totals past the end), so that each window sum
+    is four slices. Windows are clipped at the array's edges."""
+
+    def __init__(self, values: np.ndarray, max_radius: int):
+        h, w = values.shape[-2:]
+        c = np.zeros(values.shape[:-2] + (h + 1, w + 1), np.float64)
+        c[..., 1:, 1:] = values.cumsum(axis=-2, dtype=np.float64).cumsum(axis=-1)
+        pad = [(0, 0)] * (values.ndim - 2) + [(max_radius, max_radius)] * 2
+        self.padded, self.shape, self.max_radius = np.pad(c, pad, mode="edge"), (h, w), max_radius
+
+    def __call__(self, radius: int) -> np.ndarray:
+        if not 0 <= radius <= self.max_radius:
+            raise ValueError(f"radius {radius} outside 0..{self.max_radius}")
+        (h, w), p = self.shape, self.padded
+        e, b = self.max_radius + radius + 1, self.max_radius - radius
+        return p[..., e:e + h, e:e + w] - p[..., b:b + h, e:e + w] - p[..., e:e + h, b:b + w] + p[..., b:b + h, b:b + w]
+
+
 def box_sum(values: np.ndarray, radius: int) -> np.ndarray:
-    """Sum of ``values`` (..., rows, cols) over the (2 radius + 1)^2 window around each pixel, the window
-    clipped at the array's edges (integral image)."""
-    h, w = values.shape[-2:]
-    c = np.zeros(values.shape[:-2] + (h + 1, w + 1), np.float64)
-    c[..., 1:, 1:] = values.cumsum(axis=-2, dtype=np.float64).cumsum(axis=-1)
-    rows, cols = np.arange(h), np.arange(w)
-    r0, r1 = np.clip(rows - radius, 0, h), np.clip(rows + radius + 1, 0, h)
-    c0, c1 = np.clip(cols - radius, 0, w), np.clip(cols + radius + 1, 0, w)
-    return (c[..., r1[:, None], c1[None, :]] - c[..., r0[:, None], c1[None, :]]
-            - c[..., r1[:, None], c0[None, :]] + c[..., r0[:, None], c0[None, :]])
+    """Sum of ``values`` (..., rows, cols) over the (2 radius + 1)^2 window around each pixel, clipped at
+    the array's edges (:class:`BoxSums` for one radius)."""
+    return BoxSums(values, radius)(radius)
 
 
 @dataclass
@@ -156,13 +169,14 @@ def local_fits(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, valid: 
     var = np.broadcast_to(scene.residual_var[:, None], x.shape).copy()
     used = np.zeros(x.shape[1], np.int32)
     wg, wt = g * weight, t * weight
-    planes = np.stack([wg, wt, wg * g, wg * t, wt * t]).reshape(5 * nb, *weight.shape)
+    sums = BoxSums(np.concatenate([weight[None], wg, wt, wg * g, wg * t, wt * t]), params.radii[-1])
     for r in reversed(params.radii):                         # largest window first, each shrunk to the last
-        n = box_sum(weight, r)[todo]
+        window = sums(r)
+        n = window[0][todo]
         ok = n >= 2
         if not ok.any():
             continue
-        sg, st, sgg, sgt, stt = (s[:, todo][:, ok] for s in box_sum(planes, r).reshape(5, nb, *weight.shape))
+        sg, st, sgg, sgt, stt = (s[:, todo][:, ok] for s in window[1:].reshape(5, nb, *weight.shape))
         k = n[ok]
         mg, mt = sg / k, st / k
         vg = np.maximum(sgg / k - mg * mg, 0.0)

@@ -163,3 +163,18 @@ def test_register_structure_search_and_no_match_check_are_parameters(run_alg, tm
                                            "OUTPUT_TIEPOINTS": str(tmp_path / "t3.gpkg")})
     assert fixed["SHIFT_X"] == pytest.approx(result["SHIFT_X"], abs=0.5)
     assert fixed["SHIFT_Y"] == pytest.approx(result["SHIFT_Y"], abs=0.5)
+
+
+def test_register_takes_a_descriptor_model_and_refuses_one_of_another_task(run_alg, tmp_path, cropped_pair):
+    from cloudfree.models.weights import shipped_model
+
+    ref, target = cropped_pair
+    common = {"REFERENCE": str(ref), "INPUT": str(target), "METHOD": 0, "TRANSFORM": 1,
+              "OUTPUT": str(tmp_path / "r.tif"), "OUTPUT_TIEPOINTS": str(tmp_path / "t.gpkg")}
+    result = run_alg("cloudfree:register", {**common, "MODEL": shipped_model("registration_descriptor.safetensors")})
+    assert result["SHIFT_X"] == pytest.approx(0.6, abs=0.2) and result["SHIFT_Y"] == pytest.approx(-1.75, abs=0.2)
+    other = shipped_model("cloud_removal_small.safetensors")
+    with pytest.raises(QgsProcessingException, match="cloud_removal_small"):
+        run_alg("cloudfree:register", {**common, "MODEL": other, "OUTPUT": str(tmp_path / "x.tif"),
+                                       "OUTPUT_TIEPOINTS": str(tmp_path / "x.gpkg")})
+    assert not (tmp_path / "x.tif").exists()
