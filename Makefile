@@ -53,9 +53,13 @@ test: setup $(RUNTIME)
 
 # The same two runs on the Python whose packages are installed system-wide (PY=python3): what
 # scripts/debian_chroot.sh runs inside a Debian 13 chroot (QGIS 3.40, Debian's torch), no venv.
+# TESTS_UNIT / TESTS_QGIS (from the environment too) narrow a system run, e.g. in the Debian 13 chroot:
+#   TESTS_QGIS=tests/qgis/test_temporal_removal.py TESTS_UNIT=tests/unit/test_raster.py make test-debian13
+TESTS_UNIT ?= tests/unit
+TESTS_QGIS ?= tests/qgis
 test-system: $(RUNTIME)
-	$(PY) -m pytest tests/unit -ra -p no:cacheprovider -p no:pytest_qgis
-	$(PY) -m pytest tests/qgis -ra -p no:cacheprovider
+	$(PY) -m pytest $(TESTS_UNIT) -ra -p no:cacheprovider -p no:pytest_qgis
+	$(PY) -m pytest $(TESTS_QGIS) -ra -p no:cacheprovider
 
 # QGIS 3.40 LTR on Debian 13: the chroot is built on the first run (minutes) and kept in ~/.cache.
 test-debian13:

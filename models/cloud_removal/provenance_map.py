@@ -53,6 +53,7 @@ def write_provenance(src: RasterInfo, out_path: str, code, *, bands: list, mask:
         try:
             order = _time_order(src, dates)
             with RasterWriter(out_path, like=src, band_count=1, dtype="uint8", nodata=provenance.NODATA) as out:
+                provenance.style_band(out.ds.GetRasterBand(1), [d.entry for d in dates])   # before any block
                 for w in iter_windows(src.width, src.height, block):
                     check_cancelled(cancelled)
                     arr = read_window(src.dataset(), w, bands)
@@ -74,7 +75,6 @@ def write_provenance(src: RasterInfo, out_path: str, code, *, bands: list, mask:
                     v, n = np.unique(result, return_counts=True)
                     for a, b in zip(v.tolist(), n.tolist()):
                         counts[a] = counts.get(a, 0) + b
-                provenance.style_band(out.ds.GetRasterBand(1), [d.entry for d in dates])
         finally:
             close_guides(dates)
     return {"counts": counts, "legend": provenance.legend([d.entry for d in dates])}

@@ -80,7 +80,7 @@ class _Writers:
         return [w for w in (self.out, self.provenance, self.error, self.need_fill) if w is not None]
 
 
-def _open_writers(target: Target, scratch: str, options: TemporalOptions) -> _Writers:
+def _open_writers(target: Target, scratch: str, options: TemporalOptions, dates: list) -> _Writers:
     info, nb = target.info, len(target.bands)
     names = [info.descriptions[b - 1] if b <= len(info.descriptions) else "" for b in target.bands]
     nodata = target.nodata[0] if target.nodata else None
@@ -88,6 +88,8 @@ def _open_writers(target: Target, scratch: str, options: TemporalOptions) -> _Wr
                        nodata=nodata, descriptions=names)
     prov = RasterWriter(options.provenance, like=info, band_count=1, dtype="uint8", nodata=provenance.NODATA) \
         if options.provenance else None
+    if prov is not None:   # styled before any block is written (GDAL 3.10 refuses a colour table after)
+        provenance.style_band(prov.ds.GetRasterBand(1), [d.entry for d in dates])
     err = RasterWriter(options.uncertainty, like=info, band_count=nb, dtype="float32", nodata=float("nan"),
                        descriptions=[f"predicted absolute error: {n or f'band {b}'}" for n, b in
                                      zip(names, target.bands)]) if options.uncertainty else None
@@ -172,14 +174,12 @@ def reconstruct_from_dates(src: RasterInfo, out_path: str, guides: list, *, band
         try:
             report(progress, 0.0, "Other dates: scene-wide fits and co-registration")
             scene = scene_statistics(target, dates, options.coregister, cancelled)
-            writers = _open_writers(target, scratch, options)
+            writers = _open_writers(target, scratch, options, dates)
             counts, difficulty = write_outputs(target, scene, writers, options, progress, cancelled, share=0.95)
             check = None
             if options.self_check is not None:
                 real = difficulty / difficulty.sum() if difficulty.sum() else difficulty
                 check = check_scene(target, scene, options.self_check, options.params, real, None, cancelled)
-            if writers.provenance:
-                provenance.style_band(writers.provenance.ds.GetRasterBand(1), [d.entry for d in dates])
             for w in (writers.out, writers.need_fill):
                 w.commit()
             if counts.get(provenance.FILL):
