@@ -382,6 +382,13 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def refuse_inputs(path: str, inputs: Sequence[str]) -> None:
+    """Raise :class:`InputError` when ``path`` is one of ``inputs`` (the same path, or the same file)."""
+    for p in inputs:
+        if p and (_same_file(str(path), str(p)) or os.path.abspath(str(path)) == os.path.abspath(str(p))):
+            raise InputError(f"The output {path} is one of the inputs; choose another file, inputs are never modified.")
+
+
 class RasterWriter:
     """Write a GeoTIFF block by block into a temporary file; rename it into place on success.
 
@@ -397,9 +404,7 @@ class RasterWriter:
                  band_count: int = 1, dtype="float32", nodata=None, descriptions: Sequence[str] | None = None,
                  cog: bool = False, protect: Sequence[str] = ()):
         path = str(path)
-        for p in protect:
-            if p and (_same_file(path, p) or os.path.abspath(path) == os.path.abspath(str(p))):
-                raise InputError(f"The output {path} is one of the inputs; choose another file, inputs are never modified.")
+        refuse_inputs(path, protect)
         self.target = AtomicFile(path, suffix=".tif")
         self.path = path
         self.cog = cog

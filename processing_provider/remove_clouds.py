@@ -26,6 +26,13 @@ from .scale_out import SCHEDULER, SCHEDULER_HELP, scaled_out, scheduler_paramete
 
 
 
+def provenance_line(legend: dict, counts: dict) -> str:
+    """The log line of a provenance raster: each code's label and pixel count (nodata left out)."""
+    from ..models.cloud_removal.provenance import NODATA
+
+    return "Provenance: " + "; ".join(f"{legend.get(k, k)} {n} px" for k, n in sorted(counts.items()) if k != NODATA)
+
+
 class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     INPUT = "INPUT"
     BANDS = "BANDS"
@@ -170,6 +177,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
 
         from ..models.cloud_removal.baselines import fill_model, fusion_composite, matched_copy_model
         from ..models.cloud_removal.guides import split_guides
+        from ..models.cloud_removal.provenance import MEDIAN
         from ..models.raster import parse_bands
 
         method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
@@ -193,7 +201,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
                 feedback.pushWarning("The fusion composite runs here: SCHEDULER is not used by this method.")
             summary = fusion_composite(src, out, guides, bands=bands, mask=mask, mask_values=mask_values,
                                        progress=progress, cancelled=cancelled)
-            provenance_code = "median"
+            provenance_code = MEDIAN
         else:
             with tempfile.TemporaryDirectory(prefix="cloudfree-copy-") as folder:
                 if method == "matched_copy":
@@ -221,12 +229,12 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
     def extra_outputs(self, parameters, context) -> dict:
         """The optional outputs asked for: ``{name: path}`` (absent when not asked)."""
         out = {}
-        for key in (self.OUTPUT_PROVENANCE, self.OUTPUT_UNCERTAINTY):
-            value = parameters.get(key)
-            if value not in (None, "") and self.parameterAsOutputLayer(parameters, key, context):
-                out[key] = self.output_path(self.parameterAsOutputLayer(parameters, key, context))
-        if parameters.get(self.REPORT) not in (None, "") and self.parameterAsFileOutput(parameters, self.REPORT, context):
-            out[self.REPORT] = self.output_path(self.parameterAsFileOutput(parameters, self.REPORT, context))
+        for key, read in ((self.OUTPUT_PROVENANCE, self.parameterAsOutputLayer),
+                          (self.OUTPUT_UNCERTAINTY, self.parameterAsOutputLayer),
+                          (self.REPORT, self.parameterAsFileOutput)):
+            path = read(parameters, key, context) if parameters.get(key) not in (None, "") else None
+            if path:
+                out[key] = self.output_path(path)
         return out
 
     def resolve_method(self, method: str, parameters, context, guides: list, mask, feedback) -> str:
@@ -264,8 +272,6 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
 
     @staticmethod
     def log_temporal(summary: dict, feedback) -> None:
-        from ..models.cloud_removal import provenance
-
         if summary.get("radar_guides_ignored"):
             feedback.pushWarning(f"{summary['radar_guides_ignored']} radar guide(s) are not used by the temporal "
                                  "method (METHOD model uses radar).")
@@ -274,9 +280,7 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
             feedback.pushInfo(f"Date '{d['name']}'" + (f" ({d['date']}, {d['days']} days away)" if d.get("date") else "")
                               + (f": co-registered by ({shift[1]:+.2f}, {shift[0]:+.2f}) px (x, y)" if shift
                                  else ": not shifted"))
-        legend, counts = summary["legend"], summary["counts"]
-        feedback.pushInfo("Provenance: " + "; ".join(f"{legend.get(k, k)} {n} px" for k, n in counts.items()
-                                                    if k != provenance.NODATA))
+        feedback.pushInfo(provenance_line(summary["legend"], summary["counts"]))
         check = summary.get("self_check")
         if check and "skipped" in check:
             feedback.pushWarning(f"Self-check skipped: {check['skipped']}.")
@@ -310,7 +314,6 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
 
     def write_method_provenance(self, src, bands, mask, mask_values, guides, code, extra, summary, feedback,
                                 cancelled) -> None:
-        from ..models.cloud_removal import provenance
         from ..models.cloud_removal.provenance_map import write_provenance, write_unknown_error
         from ..models.raster import parse_bands
 
@@ -322,12 +325,10 @@ class RemoveCloudsAlgorithm(GuideParameters, CloudFreeAlgorithm):
                                 mask_values=mask_values, cancelled=cancelled)
         if not extra.get(self.OUTPUT_PROVENANCE):
             return
-        result = write_provenance(src, extra[self.OUTPUT_PROVENANCE], provenance.MEDIAN if code == "median" else code,
-                                  bands=band_list, mask=mask, mask_values=mask_values, guides=guides,
-                                  cancelled=cancelled)
+        result = write_provenance(src, extra[self.OUTPUT_PROVENANCE], code, bands=band_list, mask=mask,
+                                  mask_values=mask_values, guides=guides, cancelled=cancelled)
         summary.update(provenance_counts=result["counts"], legend=result["legend"])
-        feedback.pushInfo("Provenance: " + "; ".join(f"{result['legend'].get(k, k)} {n} px"
-                                                    for k, n in sorted(result["counts"].items())))
+        feedback.pushInfo(provenance_line(result["legend"], result["counts"]))
 
     def write_report(self, extra: dict, method: str, summary: dict, feedback) -> None:
         """The run's summary as JSON (atomic), when REPORT is asked for."""

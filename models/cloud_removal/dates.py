@@ -19,7 +19,7 @@ from ..raster import RasterInfo, parse_bands, read_decimated, read_window, valid
 from ..runtime import CancelCheck, check_cancelled
 from ..windows import Window
 from .coregister import SHIFT_HALO, estimate_shift, shift_image
-from .guides import guide_pixels
+from .guides import guide_pixels, mask_marks
 from .temporal import DateMixer, SceneFit, TemporalParams, halo, local_fits
 
 #: statistics of the scene come from decimated reads of at most this many pixels a side
@@ -43,11 +43,8 @@ class Target:
         cloudy = valid and marked by the mask (or the mask's nodata)."""
         native = read_window(self.info.dataset(), window, self.bands, np.dtype(self.info.dtype))
         valid = valid_mask(native, self.nodata)
-        m = read_window(self.mask.dataset(), window, [1], np.float64)[0]
-        marked = np.isin(m, np.asarray(self.mask_values, np.float64))
-        nd = self.mask.nodata[0]
-        if nd is not None:
-            marked |= np.isnan(m) if math.isnan(nd) else m == nd
+        marked = mask_marks(read_window(self.mask.dataset(), window, [1], np.float64)[0], self.mask_values,
+                            self.mask.nodata[0])
         return native, native.astype(np.float64), valid, valid & marked
 
 
@@ -102,12 +99,12 @@ def _chips(info: RasterInfo) -> list:
     return [Window(x, y, w, h) for y in ys for x in xs]
 
 
-def _shift(target: Target, date, chips: list) -> tuple | None:
+def _shift(chips: list, date) -> tuple | None:
+    """The median shift of ``date`` over the target's ``chips`` (``(window, values, clear)`` each)."""
     found = []
-    for w in chips:
-        _, t, valid, cloudy = target.read(w)
+    for w, t, clear in chips:
         g, ok = guide_pixels(date, w)
-        s = estimate_shift(t, valid & ~cloudy, g, ok)
+        s = estimate_shift(t, clear, g, ok)
         if s is not None:
             found.append(s)
     return tuple(float(v) for v in np.median(np.asarray(found), axis=0)) if found else None
@@ -121,11 +118,14 @@ def scene_statistics(target: Target, dates: list, coregister: bool = True, cance
     size = (t.shape[2], t.shape[1])
     clear = valid_mask(t, target.nodata)
     m = read_decimated(target.mask, [1], size=size, resample="nearest")[0]
-    clear &= ~np.isin(m, np.asarray(target.mask_values, np.float64))
+    clear &= ~mask_marks(m, target.mask_values, target.mask.nodata[0])
     sel = t[:, clear]
     spread = sel.std(axis=1) if sel.shape[1] > 1 else np.nanstd(t.reshape(len(target.bands), -1), axis=1)
     spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
-    chips = _chips(info)
+    chips = []
+    for w in _chips(info) if coregister else []:
+        _, values, valid, cloudy = target.read(w)
+        chips.append((w, values, valid & ~cloudy))
     fits, shifts, days = [], [], []
     for d in dates:
         check_cancelled(cancelled)
@@ -133,9 +133,9 @@ def scene_statistics(target: Target, dates: list, coregister: bool = True, cance
         ok = valid_mask(g, [d.aligned.nodata[b - 1] for b in d.bands])
         if d.mask is not None:
             gm = read_decimated(d.mask, [1], size=size, resample="nearest")[0]
-            ok &= ~np.isin(gm, np.asarray([float(v) for v in d.guide.mask_values]))
+            ok &= ~mask_marks(gm, d.guide.mask_values, d.mask_nodata)
         fits.append(SceneFit.fit(t, np.where(ok, g, np.nan), clear & ok))
-        shifts.append(_shift(target, d, chips) if coregister else None)
+        shifts.append(_shift(chips, d) if coregister else None)
         days.append(d.entry.get("days"))
         d.entry.update(scene_pixels=fits[-1].pixels, scene_slope=fits[-1].slope.tolist(),
                        shift_px=list(shifts[-1]) if shifts[-1] else None)

@@ -236,7 +236,7 @@ def _align_mask(info: RasterInfo, target: RasterInfo, folder: str, label: str) -
     return align_to_reference([info], target, folder, "nearest")[0]
 
 
-def _marked(values: np.ndarray, marked, nodata) -> np.ndarray:
+def mask_marks(values: np.ndarray, marked, nodata) -> np.ndarray:
     """Mask pixels whose value is among ``marked``, or the mask's own nodata when it declares one."""
     bad = np.isin(values, np.asarray([float(v) for v in marked]))
     if nodata is not None:
@@ -284,7 +284,7 @@ def _optical_pixels(o: _Opened, read) -> tuple:
     arr = read(o.aligned, o.bands)
     ok = valid_mask(arr, [o.aligned.nodata[b - 1] for b in o.bands])
     if o.mask is not None:
-        ok &= ~_marked(read(o.mask, [1])[0], o.guide.mask_values, o.mask_nodata)
+        ok &= ~mask_marks(read(o.mask, [1])[0], o.guide.mask_values, o.mask_nodata)
     return arr, ok
 
 
@@ -320,8 +320,8 @@ def _prepare_optical(o: _Opened, target: RasterInfo, folder: str, when: datetime
                    days=abs((date - when).days) if date and when else None)
 
 
-def _in_order(target: RasterInfo, optical: list) -> list:
-    """The opened optical guides in :func:`order_by_time` order."""
+def in_order(target: RasterInfo, optical: list) -> list:
+    """The opened optical guides in :func:`order_by_time` order (the order the base takes them in)."""
     ranked = order_by_time(target.name if acquisition_date(target.name) else target.path, [o.guide for o in optical])
     ordered = sorted(optical, key=lambda o: next(i for i, g in enumerate(ranked) if g is o.guide))
     for rank, o in enumerate(ordered, 1):
@@ -355,7 +355,7 @@ def _base(optical: list, target: RasterInfo, bands: list, folder: str, target_ma
     if target_mask is not None:
         mask = _align_mask(target_mask, target, folder, f"The mask '{target_mask.name}' of the target")
         values = read_decimated(mask, [1], size=(t.shape[2], t.shape[1]))[0]
-        clear &= ~_marked(values, cloud_values, target_mask.nodata[0])
+        clear &= ~mask_marks(values, cloud_values, target_mask.nodata[0])
         if mask is not target_mask:
             mask.close()
     when = acquisition_date(target.name) or acquisition_date(target.path)
@@ -363,7 +363,7 @@ def _base(optical: list, target: RasterInfo, bands: list, folder: str, target_ma
         passes.step(0.0, f"Guides: matching '{o.guide.name}'")
         _prepare_optical(o, target, folder, when)
         _match(o, t, clear)
-    return _write_base(_in_order(target, optical), target, bands, os.path.join(folder, "base.tif"),
+    return _write_base(in_order(target, optical), target, bands, os.path.join(folder, "base.tif"),
                        block, passes)
 
 

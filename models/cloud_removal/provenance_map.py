@@ -22,18 +22,24 @@ from ..raster import RasterInfo, RasterWriter, read_window, valid_mask
 from ..runtime import CancelCheck, check_cancelled
 from ..windows import iter_windows
 from . import provenance
-from .guides import acquisition_date, close_guides, guide_pixels, open_optical, split_guides
+from .guides import close_guides, guide_pixels, in_order, open_optical, split_guides
 
 NEAREST = "nearest"
 
 
-def _time_order(src: RasterInfo, dates: list) -> list:
-    """Indexes of ``dates`` nearest in time first (as given when a date is unknown)."""
-    when = acquisition_date(src.name) or acquisition_date(src.path)
-    days = [d.entry.get("days") for d in dates]
-    if when is None or any(v is None for v in days):
-        return list(range(len(dates)))
-    return sorted(range(len(dates)), key=lambda k: days[k])
+def _replaced_blocks(src: RasterInfo, bands: list, mask: RasterInfo | None, mask_values, scratch: str, block: int,
+                     cancelled: CancelCheck):
+    """``(window, valid, replaced)`` block by block: valid = the input holds data in every band; replaced = valid
+    and marked by ``mask`` (any grid: warped onto ``src``'s with nearest neighbour), every valid pixel without one."""
+    values = np.asarray([float(v) for v in mask_values])
+    if mask is not None and grid_difference(mask, src) is not None:
+        mask = align_to_reference([mask], src, scratch, "nearest")[0]
+    for w in iter_windows(src.width, src.height, block):
+        check_cancelled(cancelled)
+        valid = valid_mask(read_window(src.dataset(), w, bands), [src.nodata[b - 1] for b in bands])
+        replaced = valid.copy() if mask is None else \
+            valid & np.isin(read_window(mask.dataset(), w, [1], np.float64)[0], values)
+        yield w, valid, replaced
 
 
 def write_provenance(src: RasterInfo, out_path: str, code, *, bands: list, mask: RasterInfo | None = None,
@@ -43,23 +49,16 @@ def write_provenance(src: RasterInfo, out_path: str, code, *, bands: list, mask:
 
     ``mask`` (any grid: warped onto ``src``'s with nearest neighbour). Returns ``{code: pixels}`` and the legend."""
     optical, _ = split_guides(list(guides))
-    values = np.asarray([float(v) for v in mask_values])
     counts: dict = {}
     with tempfile.TemporaryDirectory(prefix=".cloudfree-provenance-",
                                      dir=os.path.dirname(os.path.abspath(out_path))) as scratch:
-        if mask is not None and grid_difference(mask, src) is not None:
-            mask = align_to_reference([mask], src, scratch, "nearest")[0]
         dates = open_optical(src, bands, optical, scratch) if code == NEAREST else []
         try:
-            order = _time_order(src, dates)
+            index = {id(d): k for k, d in enumerate(dates)}
+            order = [index[id(o)] for o in in_order(src, dates)]    # the order the matched copy takes them in
             with RasterWriter(out_path, like=src, band_count=1, dtype="uint8", nodata=provenance.NODATA) as out:
                 provenance.style_band(out.ds.GetRasterBand(1), [d.entry for d in dates])   # before any block
-                for w in iter_windows(src.width, src.height, block):
-                    check_cancelled(cancelled)
-                    arr = read_window(src.dataset(), w, bands)
-                    valid = valid_mask(arr, [src.nodata[b - 1] for b in bands])
-                    replaced = valid.copy() if mask is None else \
-                        valid & np.isin(read_window(mask.dataset(), w, [1], np.float64)[0], values)
+                for w, valid, replaced in _replaced_blocks(src, bands, mask, mask_values, scratch, block, cancelled):
                     result = np.where(valid, provenance.CLEAR, provenance.NODATA).astype(np.uint8)
                     if code == NEAREST:
                         left = replaced.copy()
@@ -83,19 +82,12 @@ def write_provenance(src: RasterInfo, out_path: str, code, *, bands: list, mask:
 def write_unknown_error(src: RasterInfo, out_path: str, *, bands: list, mask: RasterInfo | None = None,
                         mask_values=(1, 2), cancelled: CancelCheck = None, block: int = 512) -> str:
     """The error raster of a method without an error model: 0 where the input pixel was kept, NaN elsewhere."""
-    values = np.asarray([float(v) for v in mask_values])
     folder = os.path.dirname(os.path.abspath(out_path))
     with tempfile.TemporaryDirectory(prefix=".cloudfree-error-", dir=folder) as scratch:
-        if mask is not None and grid_difference(mask, src) is not None:
-            mask = align_to_reference([mask], src, scratch, "nearest")[0]
         with RasterWriter(out_path, like=src, band_count=len(bands), dtype="float32", nodata=float("nan"),
                           descriptions=["predicted absolute error: unknown for this method"] * len(bands)) as out:
-            for w in iter_windows(src.width, src.height, block):
-                check_cancelled(cancelled)
-                arr = read_window(src.dataset(), w, bands)
-                kept = valid_mask(arr, [src.nodata[b - 1] for b in bands])
-                kept &= np.zeros_like(kept) if mask is None else \
-                    ~np.isin(read_window(mask.dataset(), w, [1], np.float64)[0], values)
+            for w, valid, replaced in _replaced_blocks(src, bands, mask, mask_values, scratch, block, cancelled):
+                kept = valid & ~replaced
                 out.write(np.where(kept, 0.0, np.nan)[None].repeat(len(bands), axis=0).astype(np.float32),
                           w.col_off, w.row_off)
     return out_path

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..raster import RasterInfo, RasterWriter, raster_info
+from ..raster import RasterInfo, RasterWriter, raster_info, refuse_inputs
 from ..runtime import CancelCheck, Progress, check_cancelled, report
+from ..tiling import cast_output
 from ..windows import iter_windows
 from . import provenance
 from .dates import Scene, Target, open_target, predict_block, read_block, scene_statistics
@@ -49,24 +50,11 @@ class TemporalOptions:
 
 def check_paths(out_path: str, options: TemporalOptions, inputs: list) -> None:
     """No two outputs alike and no output equal to an input (the target, its mask, a guide or its mask)."""
-    outs = [p for p in (out_path, options.provenance, options.uncertainty) if p]
-    absolute = [os.path.abspath(str(p)) for p in outs]
-    if len(set(absolute)) != len(absolute):
+    outs = [os.path.abspath(str(p)) for p in (out_path, options.provenance, options.uncertainty) if p]
+    if len(set(outs)) != len(outs):
         raise InputError("The reconstruction, its provenance and its predicted error need three different files.")
-    for o in absolute:
-        for i in inputs:
-            if i and (os.path.abspath(str(i)) == o or (os.path.exists(o) and os.path.exists(str(i))
-                                                       and os.path.samefile(o, str(i)))):
-                raise InputError(f"The output {o} is one of the inputs; choose another file, inputs are never "
-                                 "modified.")
-
-
-def _cast(values: np.ndarray, dtype) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
+    for o in outs:
+        refuse_inputs(o, inputs)
 
 
 @dataclass
@@ -116,7 +104,7 @@ def write_outputs(target: Target, scene: Scene, writers: _Writers, options: Temp
             combined = predict_block(block, scene, params)
             value, err, source = combined.value[:, r, c], combined.error[:, r, c], combined.source[r, c]
             seen = cloudy & np.isfinite(value).all(axis=0)
-            out[:, seen] = _cast(value[:, seen], info.dtype)
+            out[:, seen] = cast_output(value[:, seen], info.dtype)
             error[:, seen] = err[:, seen]
             code[seen] = (source[seen] + 1).astype(np.uint8)
             difficulty += bin_counts(err[:, seen], scene.spread)

@@ -9,15 +9,14 @@ their real values, beside the matched copy of the nearest date.
 The hidden shapes are not the scene's clouds: under the real clouds the nearest dates may be cloudy
 too and clear pixels farther away. So the hidden pixels are weighed by how hard they are, read from
 the predicted error (relative to the scene's spread, bins :data:`DIFFICULTY_BINS`), to match the
-distribution of the real cloudy pixels (:func:`difficulty_shares`; in a run, the main pass counts
-it). Figures carry a bootstrap interval over cells of
+distribution of the real cloudy pixels (the main pass counts it:
+:func:`.reconstruct.write_outputs`). Figures carry a bootstrap interval over cells of
 pixels (neighbouring pixels are not independent, cells roughly are). The figures come from a
 separate pass: the outputs are never changed by it. The cost is a few blocks of the raster.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -27,8 +26,7 @@ from ..metrics import SSIM_RADIUS, psnr_from_mse, spectral_angles, ssim_map_inte
 from ..raster import RasterInfo
 from ..runtime import CancelCheck, Progress, check_cancelled, report
 from ..windows import Window
-from .dates import open_target, predict_block, read_block, scene_statistics
-from .guides import close_guides, open_optical, split_guides
+from .dates import predict_block, read_block
 from .temporal import INTERVAL_80, TemporalParams
 
 #: edges of the bins of predicted relative error (predicted absolute error over the scene's spread, mean
@@ -91,9 +89,8 @@ def shape_sources(target, dates: list, own_only: bool = False) -> _Shapes:
     readers, names = [], []
     for d in (dates if not own_only else []):
         if d.mask is not None:
-            values = np.asarray([float(v) for v in d.guide.mask_values])
-            readers.append(_mask_reader(lambda d=d, values=values: np.isin(
-                read_window(d.mask.dataset(), full, [1], np.float64)[0], values)))
+            readers.append(_mask_reader(lambda d=d: np.isin(
+                read_window(d.mask.dataset(), full, [1], np.float64)[0], [float(v) for v in d.guide.mask_values])))
             names.append(f"the mask of '{d.guide.name}'")
     readers.append(_mask_reader(lambda: np.isin(read_window(target.mask.dataset(), full, [1], np.float64)[0],
                                                 np.asarray(target.mask_values, np.float64))))
@@ -128,7 +125,7 @@ def _lay(block, shapes: _Shapes, info: RasterInfo, options: SelfCheckOptions, rn
     return None, ""
 
 
-def _data_range(target, options: SelfCheckOptions, values: np.ndarray) -> float:
+def _data_range(options: SelfCheckOptions, values: np.ndarray) -> float:
     if options.data_range:
         return float(options.data_range)
     return 10000.0 if np.nanmedian(values) > 2 else 1.0
@@ -143,25 +140,6 @@ def difficulty_bin(error: np.ndarray, spread: np.ndarray) -> np.ndarray:
 def bin_counts(error: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """How many pixels of ``error`` (bands, pixels) fall in each difficulty bin."""
     return np.bincount(difficulty_bin(error, spread).ravel(), minlength=len(DIFFICULTY_BINS))
-
-
-def difficulty_shares(target, scene, params, cancelled: CancelCheck = None, block: int = 512) -> np.ndarray:
-    """Share of the scene's real cloudy pixels per difficulty bin, from a prediction pass over the raster (a run
-    counts them in its own pass instead: :func:`.reconstruct.write_outputs`)."""
-    from ..windows import iter_windows
-
-    info = target.info
-    hist = np.zeros(len(DIFFICULTY_BINS))
-    for w in iter_windows(info.width, info.height, block):
-        check_cancelled(cancelled)
-        b = read_block(target, scene, w, params)
-        r, c = b.inner
-        cloudy = b.cloudy[r, c]
-        if cloudy.any():
-            err = predict_block(b, scene, params).error[:, r, c]
-            seen = cloudy & np.isfinite(err).all(axis=0)
-            hist += bin_counts(err[:, seen], scene.spread)
-    return hist / hist.sum() if hist.sum() else hist
 
 
 @dataclass
@@ -248,15 +226,17 @@ def nearest_copy(block, scene, cloudy: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_scene(target, scene, options: SelfCheckOptions, params: TemporalParams, real: np.ndarray | None = None,
+def check_scene(target, scene, options: SelfCheckOptions, params: TemporalParams, real: np.ndarray,
                 progress: Progress = None, cancelled: CancelCheck = None) -> dict:
-    """The self-check on an opened target and its scene statistics (:mod:`.dates`); ``real``:
-    the real cloudy pixels' shares per difficulty bin (None: counted here by :func:`difficulty_shares`)."""
+    """The self-check on an opened target and its scene statistics (:mod:`.dates`); ``real``: the real
+    cloudy pixels' shares per difficulty bin. Returns per method (``temporal``, ``matched_copy``) PSNR / SSIM
+    / SAM over the hidden pixels with 90 % bootstrap intervals, the calibration of the predicted error there,
+    the shapes used and the cost (or ``skipped`` and why)."""
     started, cpu = time.perf_counter(), time.process_time()
     rng = np.random.default_rng(options.seed)
     info = target.info
     shapes = shape_sources(target, scene.dates, options.own_only)
-    real = difficulty_shares(target, scene, params, cancelled) if real is None else np.asarray(real, float)
+    real = np.asarray(real, float)
     methods = {"temporal": _Cells([], [], [], []), "matched_copy": _Cells([], [], [], [])}
     used, names, pixels, errors, predicted, data_range = 0, set(), 0, [], [], None
     windows = _chip_windows(info, options, rng)
@@ -275,7 +255,7 @@ def check_scene(target, scene, options: SelfCheckOptions, params: TemporalParams
             continue
         hidden = block.cloudy | laid
         truth = block.target[:, r, c]
-        data_range = data_range or _data_range(target, options, truth)
+        data_range = data_range or _data_range(options, truth)
         combined = predict_block(block, scene, params, cloudy=hidden)
         bins = difficulty_bin(combined.error[:, r, c], scene.spread)
         for key, value in (("temporal", combined.value), ("matched_copy", nearest_copy(block, scene, hidden))):
@@ -302,21 +282,3 @@ def check_scene(target, scene, options: SelfCheckOptions, params: TemporalParams
                       "spearman": float(spearmanr(pred, err).correlation) if len(err) > 2 else None},
                seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu)
     return out
-
-
-def self_check(src: RasterInfo, guides: list, *, bands=None, mask: RasterInfo, mask_values=(1, 2),
-               options: SelfCheckOptions = SelfCheckOptions(), params: TemporalParams = TemporalParams(),
-               coregister: bool = True, progress: Progress = None, cancelled: CancelCheck = None) -> dict:
-    """The self-check of a reconstruction from other dates of ``src``, on its own (no output written).
-
-    Returns per method (``temporal``, ``matched_copy``) PSNR / SSIM / SAM over the hidden pixels with 90 %
-    bootstrap intervals, the calibration of the predicted error there, the shapes used and the cost."""
-    optical, _ = split_guides(guides)
-    with tempfile.TemporaryDirectory(prefix="cloudfree-selfcheck-") as scratch:
-        target = open_target(src, bands, mask, mask_values, scratch)
-        dates = open_optical(src, target.bands, optical, scratch)
-        try:
-            scene = scene_statistics(target, dates, coregister, cancelled)
-            return check_scene(target, scene, options, params, None, progress, cancelled)
-        finally:
-            close_guides(dates)

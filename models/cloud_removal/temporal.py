@@ -135,12 +135,10 @@ def box_sum(values: np.ndarray, radius: int) -> np.ndarray:
 @dataclass
 class DatePrediction:
     """One guide date's prediction of the target: ``value`` and ``variance`` (bands, rows, cols), NaN where
-    the guide is not valid, and per pixel the smallest window radius whose fit weighs at least half
-    (0: the scene-wide line)."""
+    the guide is not valid or no prediction was asked for."""
 
     value: np.ndarray
     variance: np.ndarray
-    radius: np.ndarray
 
 
 def local_fits(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, valid: np.ndarray, scene: SceneFit,
@@ -158,16 +156,14 @@ def local_fits(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, valid: 
     weight = (clear & valid).astype(np.float64)
     value = np.full(target.shape, np.nan)
     variance = np.full(target.shape, np.nan)
-    radius = np.zeros(target.shape[1:], np.int32)
     todo = valid.copy() if where is None else valid & where
     if not todo.any():
-        return DatePrediction(value, variance, radius)
+        return DatePrediction(value, variance)
     lam = np.broadcast_to((params.ridge * scene.guide_var)[:, None], (nb, int(todo.sum())))
     prior = scene.slope[:, None]
     x = g[:, todo]
     pred = prior * x                                         # the scene-wide line (centred units)
     var = np.broadcast_to(scene.residual_var[:, None], x.shape).copy()
-    used = np.zeros(x.shape[1], np.int32)
     wg, wt = g * weight, t * weight
     sums = BoxSums(np.concatenate([weight[None], wg, wt, wg * g, wg * t, wt * t]), params.radii[-1])
     for r in reversed(params.radii):                         # largest window first, each shrunk to the last
@@ -190,22 +186,19 @@ def local_fits(target: np.ndarray, clear: np.ndarray, guide: np.ndarray, valid: 
         alpha = k / (k + params.min_pixels)                  # trust in the window grows with its pixels
         pred[:, ok] = alpha * local + (1 - alpha) * pred[:, ok]
         var[:, ok] = alpha * local_var + (1 - alpha) * var[:, ok]
-        used[np.flatnonzero(ok)[alpha >= 0.5]] = r
-    value[:, todo], variance[:, todo], radius[todo] = pred, var, used
+    value[:, todo], variance[:, todo] = pred, var
     base = scene.slope[:, None, None] * centre + scene.intercept[:, None, None]
-    return DatePrediction(value + base, variance, radius)
+    return DatePrediction(value + base, variance)
 
 
 @dataclass
 class Combined:
     """The dates combined: ``value`` and predicted absolute ``error`` (bands, rows, cols; NaN where no date is
-    valid), ``source`` (rows, cols): index of the date with the largest weight (-1: none), and ``share``
-    (rows, cols): that date's share of the total weight."""
+    valid), and ``source`` (rows, cols): index of the date with the largest weight (-1: none)."""
 
     value: np.ndarray
     error: np.ndarray
     source: np.ndarray
-    share: np.ndarray
 
 
 def date_weight(prediction: DatePrediction, days, scale: np.ndarray, params: TemporalParams) -> np.ndarray:
@@ -256,7 +249,7 @@ class DateMixer:
         error = ERROR_SCALE * np.sqrt(self.variance / t + between)
         value[:, none] = np.nan
         error[:, none] = np.nan
-        return Combined(value, error, self.source.copy(), self.best / t)
+        return Combined(value, error, self.source.copy())
 
 
 def combine_dates(predictions: list, days: list, scale: np.ndarray,

@@ -71,7 +71,7 @@ def test_the_mix_prefers_the_date_that_fits_and_names_it():
 
 
 def test_days_decay_the_weight_of_a_date():
-    p = temporal.DatePrediction(np.ones((1, 2, 2)), np.full((1, 2, 2), 0.01), np.ones((2, 2), np.int32))
+    p = temporal.DatePrediction(np.ones((1, 2, 2)), np.full((1, 2, 2), 0.01))
     params = temporal.TemporalParams(decay_days=10)
     near = temporal.date_weight(p, 5, np.ones(1), params)
     far = temporal.date_weight(p, 25, np.ones(1), params)
